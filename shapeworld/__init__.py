@@ -1,0 +1,1 @@
+"""The built-in world: scenes with exact ground truth, their images, captions and word labels."""

@@ -1,0 +1,222 @@
+"""Scenes of the built-in world: a few groups of identical objects with exact positions.
+
+A scene is the ground truth every caption is checked against, so it is a plain frozen value that
+round-trips through JSON; sampling it is deterministic given a `random.Random`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from dataclasses import dataclass
+
+SHAPES = ("circle", "square", "triangle", "star", "hexagon", "cross")
+COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "grey")
+SIZES = ("small", "large")
+RELATIONS = ("left of", "right of", "above", "below")
+LETTERS = ("A", "E", "H", "K", "M", "R", "T", "X")
+# Letters go only where a letter fits inside the shape and stays readable at 64 px.
+LETTER_SHAPES = ("circle", "square", "hexagon")
+
+# Radii as a share of the image side: large enough to read at 64 px, small enough for six objects.
+RADIUS = {"small": 0.085, "large": 0.15}
+# Free space kept between two objects so they never touch once rendered and anti-aliased.
+GAP = 0.03
+# A relation is unambiguous when one axis dominates the other by this factor ...
+DOMINANCE = 1.5
+# ... and the groups' centres are at least this far apart along it.
+MIN_OFFSET = 0.05
+
+_SCENE_TRIES = 200
+_CENTRE_TRIES = 20
+_OBJECT_TRIES = 30
+
+
+@dataclass(frozen=True)
+class ObjectGroup:
+    """`count` identical objects; a phrase of a caption refers to exactly one group."""
+
+    shape: str
+    colour: str
+    size: str
+    count: int
+    letter: str | None
+    positions: tuple[tuple[float, float], ...]
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        """Mean position: relations between groups are decided from it."""
+        xs, ys = zip(*self.positions, strict=True)
+        return sum(xs) / len(xs), sum(ys) / len(ys)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Groups in canonical order (left to right by mean x), the order captions mention them."""
+
+    groups: tuple[ObjectGroup, ...]
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """How scenes are drawn; the defaults keep a 64 px image legible."""
+
+    image_size: int = 64
+    max_groups: int = 4
+    group_count_weights: tuple[float, ...] = (0.35, 0.35, 0.2, 0.1)
+    count_weights: tuple[float, ...] = (0.55, 0.25, 0.12, 0.08)
+    max_count: int = 4
+    max_objects: int = 6
+    letter_probability: float = 0.5
+
+
+def scene_relation(a: ObjectGroup, b: ObjectGroup) -> str | None:
+    """The relation of `a` to `b` when one axis clearly dominates, else None (image y grows down)."""
+    dx, dy = _offset(a, b)
+    if abs(dx) > DOMINANCE * abs(dy) and abs(dx) >= MIN_OFFSET:
+        return "left of" if dx < 0 else "right of"
+    if abs(dy) > DOMINANCE * abs(dx) and abs(dy) >= MIN_OFFSET:
+        return "above" if dy < 0 else "below"
+    return None
+
+
+def relation_holds(relation: str, a: ObjectGroup, b: ObjectGroup) -> bool:
+    """Whether a caption may say `a <relation> b`: the direction is right and not clearly the other axis.
+
+    Weaker than `scene_relation` on purpose: of two diagonal groups, both "left of" and "above" are
+    fair words, while the opposite direction, or an axis the other one dominates, is never true.
+    """
+    dx, dy = _offset(a, b)
+    along, across, sign = {
+        "left of": (dx, dy, -1),
+        "right of": (dx, dy, 1),
+        "above": (dy, dx, -1),
+        "below": (dy, dx, 1),
+    }[relation]
+    return along * sign >= MIN_OFFSET and abs(across) <= DOMINANCE * abs(along)
+
+
+def _offset(a: ObjectGroup, b: ObjectGroup) -> tuple[float, float]:
+    (ax, ay), (bx, by) = a.centre, b.centre
+    return ax - bx, ay - by
+
+
+def scene_sample(rng: random.Random, config: WorldConfig = WorldConfig()) -> Scene:
+    """Draw a scene whose objects never overlap and whose consecutive groups have a clear relation.
+
+    The number of groups is drawn first so rejections do not skew it towards small scenes; rejection
+    sampling with a bounded number of tries keeps it deterministic given the rng state (should every
+    try fail, fewer groups are tried, and at last a single small object is returned).
+    """
+    weights = config.group_count_weights[: config.max_groups]
+    n_groups = rng.choices(range(1, len(weights) + 1), weights=weights)[0]
+    for n in range(n_groups, 0, -1):
+        for _ in range(_SCENE_TRIES):
+            scene = _scene_try(rng, n, config)
+            if scene is not None:
+                return scene
+    return Scene(groups=(ObjectGroup("circle", "red", "small", 1, None, ((0.5, 0.5),)),))
+
+
+def _scene_try(rng: random.Random, n_groups: int, config: WorldConfig) -> Scene | None:
+    kinds = rng.sample([(s, c, z) for s in SHAPES for c in COLOURS for z in SIZES], n_groups)
+    counts = _counts_sample(rng, n_groups, config)
+    placed: list[tuple[float, float, float]] = []  # (x, y, radius) of every object so far
+    groups = []
+    for (shape, colour, size), count in zip(kinds, counts, strict=True):
+        positions = _group_place(rng, count, RADIUS[size], placed)
+        if positions is None:
+            return None
+        can_bear = size == "large" and count == 1 and shape in LETTER_SHAPES
+        wants_letter = can_bear and rng.random() < config.letter_probability
+        letter = rng.choice(LETTERS) if wants_letter else None
+        groups.append(ObjectGroup(shape, colour, size, count, letter, positions))
+    ordered = tuple(sorted(groups, key=lambda g: g.centre[0]))
+    if any(scene_relation(a, b) is None for a, b in itertools.pairwise(ordered)):
+        return None
+    return Scene(groups=ordered)
+
+
+def _counts_sample(rng: random.Random, n_groups: int, config: WorldConfig) -> list[int]:
+    """Objects per group, keeping the scene total under `max_objects` so 64 px stays readable."""
+    counts = []
+    budget = config.max_objects
+    for i in range(n_groups):
+        most = min(config.max_count, budget - (n_groups - i - 1))
+        options = list(range(1, most + 1))
+        count = rng.choices(options, weights=config.count_weights[: len(options)])[0]
+        counts.append(count)
+        budget -= count
+    return counts
+
+
+def _group_place(
+    rng: random.Random, count: int, radius: float, placed: list[tuple[float, float, float]]
+) -> tuple[tuple[float, float], ...] | None:
+    """Positions for one group clustered around a centre, so the group reads as one thing."""
+    spread = 0.0 if count == 1 else radius * (1.6 + 0.5 * count)
+    for _ in range(_CENTRE_TRIES):
+        cx, cy = rng.uniform(radius, 1 - radius), rng.uniform(radius, 1 - radius)
+        trial = list(placed)
+        positions = []
+        for _ in range(count):
+            spot = _object_place(rng, cx, cy, spread, radius, trial)
+            if spot is None:
+                break
+            trial.append((*spot, radius))
+            positions.append(spot)
+        if len(positions) == count:
+            placed[:] = trial
+            return tuple(positions)
+    return None
+
+
+def _object_place(
+    rng: random.Random,
+    cx: float,
+    cy: float,
+    spread: float,
+    radius: float,
+    placed: list[tuple[float, float, float]],
+) -> tuple[float, float] | None:
+    for _ in range(_OBJECT_TRIES):
+        x = min(max(cx + rng.uniform(-spread, spread), radius), 1 - radius)
+        y = min(max(cy + rng.uniform(-spread, spread), radius), 1 - radius)
+        if all(math.hypot(x - px, y - py) >= radius + pr + GAP for px, py, pr in placed):
+            return round(x, 4), round(y, 4)
+    return None
+
+
+def scene_to_dict(scene: Scene) -> dict:
+    """A JSON-ready form of the scene (the record stored next to every image)."""
+    return {
+        "groups": [
+            {
+                "shape": g.shape,
+                "colour": g.colour,
+                "size": g.size,
+                "count": g.count,
+                "letter": g.letter,
+                "positions": [list(p) for p in g.positions],
+            }
+            for g in scene.groups
+        ]
+    }
+
+
+def scene_from_dict(record: dict) -> Scene:
+    """Inverse of `scene_to_dict`."""
+    return Scene(
+        groups=tuple(
+            ObjectGroup(
+                shape=g["shape"],
+                colour=g["colour"],
+                size=g["size"],
+                count=int(g["count"]),
+                letter=g["letter"],
+                positions=tuple((float(x), float(y)) for x, y in g["positions"]),
+            )
+            for g in record["groups"]
+        )
+    )
