@@ -1,0 +1,188 @@
+"""Training and evaluation data for TLDR: captions with exact word labels, from every source we have.
+
+Every source ends in the same value, a `LabelledCaption`: an image, a caption and the character spans
+of its bad words. Token labels are derived from those spans later, through the tokenizer's offsets, so
+the same data trains any backbone.
+
+Sources:
+- shapeworld scenes: true captions (every phrasing) and their synthetic hard negatives in the eight
+  TLDR categories, labelled exactly by the parser;
+- the captioner's own sampled captions labelled by the parser (on-policy data: a head trained on
+  single swaps alone learns to flag one word per caption and misses a real captioner's errors);
+- corrections: (original, corrected) pairs, labelled by a word alignment of the two texts;
+- word-labelled JSONL files (what `python -m reward labels` writes, or an export of the app).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from reward.alignment import word_labels_from_correction
+from reward.images import image_open
+from shapeworld.dataset import dataset_read
+from shapeworld.grammar import caption_write
+from shapeworld.parser import WordLabel, caption_label
+from shapeworld.perturb import CATEGORIES, caption_perturb
+from shapeworld.render import scene_render
+from shapeworld.scene import Scene, WorldConfig, scene_from_dict, scene_sample
+
+BAD_LABELS = ("hallucinated", "unparsed")
+
+
+@dataclass(frozen=True)
+class LabelledCaption:
+    """A caption of an image with the spans of its bad words; `category` names where it came from."""
+
+    image: Image.Image
+    caption: str
+    bad_spans: tuple[tuple[int, int], ...]
+    category: str
+
+    @property
+    def is_good(self) -> bool:
+        return not self.bad_spans
+
+
+def bad_spans_from_words(words: list[WordLabel]) -> tuple[tuple[int, int], ...]:
+    """Parser labels to bad spans: an unparsed content word is never called true."""
+    return tuple((w.start, w.end) for w in words if w.label in BAD_LABELS)
+
+
+def scene_examples(
+    scene: Scene, image: Image.Image, rng: random.Random, *, negatives: int = 1, max_changes: int = 2
+) -> list[LabelledCaption]:
+    """A true caption of the scene (a random phrasing) and `negatives` hard negatives of it.
+
+    Each negative takes a random applicable category and one or two changes: the paper asks for "1 or 2
+    very small changes", and several errors per caption is what a weak captioner really produces.
+    """
+    caption = caption_write(scene, rng if rng.random() < 0.5 else None)
+    examples = [LabelledCaption(image, caption, bad_spans_from_words(caption_label(scene, caption)), "true")]
+    categories = list(CATEGORIES)
+    rng.shuffle(categories)
+    for category in categories:
+        if len(examples) > negatives:
+            break
+        n_changes = 2 if max_changes > 1 and rng.random() < 0.35 else 1
+        perturbed = caption_perturb(scene, caption, category, rng, n_changes=n_changes)
+        if perturbed is None:
+            continue
+        spans = bad_spans_from_words(perturbed.words)
+        if spans:
+            examples.append(LabelledCaption(image, perturbed.caption, spans, category))
+    return examples
+
+
+def shapeworld_stream(
+    rng: random.Random, world: WorldConfig, *, negatives: int = 1
+) -> Iterator[tuple[Scene, Image.Image, list[LabelledCaption]]]:
+    """An endless stream of fresh scenes, each with its true caption and hard negatives."""
+    while True:
+        scene = scene_sample(rng, world)
+        image = scene_render(scene, world.image_size)
+        yield scene, image, scene_examples(scene, image, rng, negatives=negatives)
+
+
+def own_caption_examples(scenes: list[Scene], images: list[Image.Image], captions: list[str]) -> list[LabelledCaption]:
+    """The captioner's own captions, labelled exactly against their scenes (category "own")."""
+    return [
+        LabelledCaption(image, caption, bad_spans_from_words(caption_label(scene, caption)), "own")
+        for scene, image, caption in zip(scenes, images, captions, strict=True)
+    ]
+
+
+def correction_example(image: Image.Image, original: str, corrected: str) -> LabelledCaption:
+    """An annotator's correction as training data: replaced or deleted words of the original are bad."""
+    labels = word_labels_from_correction(original, corrected)
+    spans = tuple((w["start"], w["end"]) for w in labels.words if w["label"] == "bad")
+    return LabelledCaption(image, original, spans, "correction")
+
+
+@dataclass(frozen=True)
+class JsonlProblem:
+    """A line of a JSONL file that could not be used, with the reason; the other lines still are."""
+
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+def labelled_jsonl_read(
+    path: Path, *, on_problem: Callable[[JsonlProblem], None] | None = None
+) -> tuple[list[LabelledCaption], list[JsonlProblem]]:
+    """Read word-labelled captions: {"image": path, "caption": str, "words": [{start, end, label}], ...}.
+
+    "original" stands for "caption" in what `python -m reward labels` writes.
+
+    Image paths are relative to the file. A malformed line is reported with its number and skipped, so
+    one bad record never costs the rest of a file.
+    """
+    examples: list[LabelledCaption] = []
+    problems: list[JsonlProblem] = []
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                examples.append(_labelled_record_parse(json.loads(line), path.parent))
+            except (ValueError, KeyError, TypeError, OSError) as error:
+                problem = JsonlProblem(number, _reason(error))
+                problems.append(problem)
+                if on_problem is not None:
+                    on_problem(problem)
+    return examples, problems
+
+
+# Word labels a file may carry: the app's and `labels`' good/bad, or the shapeworld parser's own.
+GOOD_WORD_LABELS = ("good", "true", "neutral")
+BAD_WORD_LABELS = ("bad", *BAD_LABELS)
+
+
+def _labelled_record_parse(record: dict, root: Path) -> LabelledCaption:
+    caption = record["caption"] if "caption" in record else record["original"]
+    if not isinstance(caption, str) or not caption.strip():
+        raise ValueError("empty caption")
+    spans = []
+    for word in record["words"]:
+        start, end, label = int(word["start"]), int(word["end"]), word["label"]
+        if label not in GOOD_WORD_LABELS + BAD_WORD_LABELS:
+            raise ValueError(f"word label {label!r} is not one of {', '.join(GOOD_WORD_LABELS + BAD_WORD_LABELS)}")
+        if not 0 <= start < end <= len(caption):
+            raise ValueError(f"word span {start}:{end} lies outside the caption ({len(caption)} characters)")
+        if label in BAD_WORD_LABELS:
+            spans.append((start, end))
+    image = image_open(root / record["image"])
+    return LabelledCaption(image, caption, tuple(spans), record.get("category", "labelled"))
+
+
+def shapeworld_dir_read(directory: Path) -> list[LabelledCaption]:
+    """A folder written by `python -m shapeworld generate`: every caption and all its perturbations.
+
+    Labels are recomputed by the parser from the stored scene, so a folder made by an older version
+    is judged by today's rules.
+    """
+    examples = []
+    for record in dataset_read(directory):
+        scene = scene_from_dict(record["scene"])
+        image = image_open(directory / record["image"])
+        captions = [(record["caption"], "true")] + [(p["caption"], p["category"]) for p in record["perturbations"]]
+        for caption, category in captions:
+            spans = bad_spans_from_words(caption_label(scene, caption))
+            examples.append(LabelledCaption(image, caption, spans, category))
+    return examples
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, json.JSONDecodeError):
+        return f"not valid JSON ({error.msg})"
+    if isinstance(error, KeyError):
+        return f"missing field {error.args[0]!r}"
+    return str(error)

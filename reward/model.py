@@ -1,0 +1,201 @@
+"""TLDR's token-level reward model (Fu et al. 2025, §3 and Fig. 2).
+
+The backbone f is the VLM without its LM head; a linear head h: R^D → R, shared by every position,
+reads the last hidden state at each token, and P_γ(e_k | m, p, d) = σ(h(H_{|m|+|p|+k})) is the
+probability that response token k is good. Trained: h, and LoRA on the multimodal projector and the
+language decoder; the vision encoder stays frozen.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import PreTrainedModel, ProcessorMixin
+
+from reward.vlm import ModelNotFound, vlm_load
+
+FORMAT_VERSION = 1
+MANIFEST = "reward_model.json"
+HEAD_FILE = "head.safetensors"
+
+# Where each part of a transformers-5 VLM lives inside its backbone (`ForConditionalGeneration.model`).
+# LLaVA and PaliGemma: vision_tower / multi_modal_projector / language_model; Idefics3 (SmolVLM):
+# vision_model / connector / text_model; Qwen2-VL: visual (its projector is visual.merger) /
+# language_model; Mllama: vision_model / multi_modal_projector / language_model.
+VISION_ENCODERS = ("vision_tower", "vision_model", "visual")
+PROJECTORS = ("multi_modal_projector", "connector", "visual.merger")
+DECODERS = ("language_model", "text_model")
+
+
+class RewardModelError(ValueError):
+    """A reward model directory or backbone that cannot be used; the message names it."""
+
+
+@dataclass
+class RewardConfig:
+    """How the reward model is built and trained.
+
+    The paper uses LoRA r 512, α 128, dropout 0.1 on 3B-11B backbones; the built-in backbone is a few
+    million parameters with hidden sizes of 32-256, where r 512 would exceed the layers' own rank.
+    r 16, α 32 is what the feasibility run trained well with on CPU.
+    `objective`: "tokens" is TLDR (BCE on every response token); "naive" is the paper's binary
+    reward-model baseline (BCE on the last response token, label = every token good).
+    """
+
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    train_projector: bool = True
+    objective: Literal["tokens", "naive"] = "tokens"
+    bad_weight: float = 1.0
+    threshold: float = 0.5
+
+
+def _under(path: str, prefixes: tuple[str, ...]) -> bool:
+    return any(path == prefix or path.startswith(prefix + ".") for prefix in prefixes)
+
+
+def lora_targets(vlm: PreTrainedModel, *, train_projector: bool = True) -> list[str]:
+    """Full names of the linear layers that get LoRA: the decoder's and (optionally) the projector's.
+
+    One rule for every architecture: walk the backbone; a linear layer under a projector name is the
+    projector (checked first, because Qwen2-VL keeps its merger inside the vision module); under a
+    vision-encoder name it is the frozen vision encoder; under a decoder name it is the decoder. Plain
+    names like `q_proj` would also catch the vision encoder's attention. A linear layer in none of
+    these is an architecture this rule does not know yet: fail rather than guess.
+    """
+    targets = []
+    for path, module in vlm.model.named_modules():
+        if not isinstance(module, nn.Linear):
+            continue
+        if _under(path, PROJECTORS):
+            if train_projector:
+                targets.append(f"model.{path}")
+        elif _under(path, VISION_ENCODERS):
+            continue
+        elif _under(path, DECODERS):
+            targets.append(f"model.{path}")
+        else:
+            parts = ", ".join(name for name, _ in vlm.model.named_children())
+            raise RewardModelError(
+                f"{type(vlm).__name__}: linear layer {path} is in no known vision encoder, projector or "
+                f"decoder (backbone parts: {parts}); add its part's name to reward/model.py"
+            )
+    return targets
+
+
+class TokenRewardModel(nn.Module):
+    """A VLM backbone with LoRA and a per-token head; `forward` gives a logit at every position."""
+
+    def __init__(self, vlm: PeftModel, config: RewardConfig, *, base_model: str) -> None:
+        super().__init__()
+        self.vlm = vlm
+        self.config = config
+        self.base_model = base_model
+        hidden = vlm.get_base_model().config.get_text_config().hidden_size
+        # Created after the LoRA wrap: get_peft_model freezes every parameter it finds.
+        self.head = nn.Linear(hidden, 1)
+
+    @classmethod
+    def build(cls, vlm: PreTrainedModel, config: RewardConfig, *, base_model: str) -> TokenRewardModel:
+        """A fresh reward model on `vlm` (as loaded by `vlm_load(base_model)`)."""
+        lora = LoraConfig(
+            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+            target_modules=lora_targets(vlm, train_projector=config.train_projector), bias="none",
+        )
+        return cls(get_peft_model(vlm, lora), config, base_model=base_model)
+
+    @property
+    def backbone(self) -> nn.Module:
+        """f: the VLM's `model` (vision encoder, projector, decoder) with LoRA inside, without LM head."""
+        return self.vlm.get_base_model().model
+
+    def forward(self, model_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits of "good" at every position, [B, T]; only response positions mean anything."""
+        device = self.head.weight.device
+        inputs = {key: value.to(device) for key, value in model_inputs.items()}
+        hidden = self.backbone(**inputs, use_cache=False).last_hidden_state  # [B, T, D]
+        return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1)
+
+    def save(self, directory: Path | str, metrics: dict | None = None) -> Path:
+        """The adapter, the head and a manifest naming the base model; the base weights are not copied."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.vlm.save_pretrained(directory)
+        save_file({key: value.detach().cpu().contiguous() for key, value in self.head.state_dict().items()},
+                  directory / HEAD_FILE)
+        manifest = {"format_version": FORMAT_VERSION, "base_model": self.base_model, "config": asdict(self.config),
+                    "threshold": self.config.threshold, "metrics": metrics or {}}
+        (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        return directory
+
+    @classmethod
+    def load(
+        cls, directory: Path | str, *, base_model_override: str | None = None, trainable: bool = False,
+        dtype: torch.dtype | str | None = None,
+    ) -> tuple[TokenRewardModel, ProcessorMixin]:
+        """A saved reward model and its backbone's processor; `trainable` to keep training it."""
+        directory = Path(directory)
+        manifest = reward_model_manifest(directory)
+        base_model = base_model_override or manifest["base_model"]
+        vlm, processor = vlm_load(base_model, dtype=dtype)
+        try:
+            config = RewardConfig(**manifest["config"])
+            peft_vlm = PeftModel.from_pretrained(vlm, directory, is_trainable=trainable)
+            model = cls(peft_vlm, config, base_model=base_model)
+            model.head.load_state_dict(load_file(directory / HEAD_FILE))
+        except (OSError, ValueError, TypeError, KeyError, RuntimeError) as error:
+            raise RewardModelError(f"reward model at {directory} does not load onto {base_model}: {error}") from None
+        return model, processor
+
+
+def reward_model_manifest(directory: Path) -> dict:
+    """The manifest of a saved reward model, or an error naming the directory and what is wrong."""
+    manifest_path = directory / MANIFEST
+    if not manifest_path.is_file():
+        raise ModelNotFound(f"no reward model at {directory} (no {MANIFEST}): train one with `python -m reward train`")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RewardModelError(f"{manifest_path} is not readable JSON ({error})") from None
+    missing = {"format_version", "base_model", "config"} - set(manifest) if isinstance(manifest, dict) else {"all"}
+    if missing:
+        raise RewardModelError(f"{manifest_path} lacks {', '.join(sorted(missing))}")
+    if manifest["format_version"] > FORMAT_VERSION:
+        raise RewardModelError(
+            f"{manifest_path} has format {manifest['format_version']}; this code reads up to {FORMAT_VERSION}"
+        )
+    return manifest
+
+
+def reward_loss(
+    logits: torch.Tensor,
+    token_bad: torch.Tensor,
+    response_mask: torch.Tensor,
+    objective: Literal["tokens", "naive"] = "tokens",
+    bad_weight: float = 1.0,
+) -> torch.Tensor:
+    """Binary cross-entropy on P(good) = σ(logit), response tokens only (image and prompt carry no label).
+
+    logits, token_bad (1 = bad), response_mask: [B, T]. "tokens" (TLDR): every response token, bad
+    tokens weighted `bad_weight`, averaged over response tokens. "naive" (the paper's binary RM): the
+    last response token of each row against the whole response's label (good iff no token is bad).
+    """
+    mask = response_mask.to(logits.device).bool()
+    bad = token_bad.to(logits.device).float() * mask
+    if objective == "naive":
+        last = (mask.long().cumsum(dim=1) == mask.sum(dim=1, keepdim=True)) & mask  # [B, T], one True per row
+        logits = logits[last]  # [B]
+        bad = (bad.sum(dim=1) > 0).float()
+        mask = torch.ones_like(bad, dtype=torch.bool)
+    weight = torch.where(bad > 0, bad_weight, 1.0) * mask
+    losses = F.binary_cross_entropy_with_logits(logits.float(), 1.0 - bad, reduction="none")
+    return (losses * weight).sum() / mask.sum().clamp(min=1)

@@ -1,0 +1,151 @@
+"""Training TLDR: BCE on every response token (or on the last one, for the naive baseline).
+
+The loop is budgeted in wall-clock minutes, with the learning rate on a cosine over the budget, so
+the first-run bootstrap finishes in the time it promises on any machine; `max_steps` bounds it
+instead where a test or a benchmark wants a fixed amount of work.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel, ProcessorMixin
+
+from reward.data import LabelledCaption, own_caption_examples, shapeworld_stream
+from reward.model import TokenRewardModel, reward_loss
+from reward.tokens import encode_responses, token_labels_from_words
+from reward.vlm import CAPTION_PROMPT, captions_generate
+from shapeworld.scene import WorldConfig
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class TrainConfig:
+    """How long and how hard to train; `minutes` and `max_steps` both bound the run (either may be None)."""
+
+    minutes: float | None = 3.0
+    max_steps: int | None = None
+    lr: float = 1e-3
+    warmup_steps: int = 30
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    instruction: str = CAPTION_PROMPT
+
+    def __post_init__(self) -> None:
+        if self.minutes is None and self.max_steps is None:
+            raise ValueError("a training run needs a budget: set minutes, max_steps or both")
+
+
+def learning_rate(step: int, fraction_done: float, config: TrainConfig) -> float:
+    """Linear warm-up, then a cosine to zero over the budget (time or steps, whichever runs out first)."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(fraction_done, 1.0)))
+
+
+def batch_loss(
+    model: TokenRewardModel, processor: ProcessorMixin, batch: list[LabelledCaption], instruction: str
+) -> torch.Tensor:
+    """The reward loss of one batch of labelled captions (token labels from the word spans)."""
+    encoding = encode_responses(
+        processor, [e.image for e in batch], [e.caption for e in batch], instruction=instruction
+    )
+    labels = [token_labels_from_words(o, list(e.bad_spans)) for o, e in zip(encoding.offsets, batch, strict=True)]
+    token_bad = encoding.token_values([[float(b) for b in row] for row in labels])
+    logits = model(encoding.model_inputs)
+    return reward_loss(logits, token_bad, encoding.response_mask, model.config.objective, model.config.bad_weight)
+
+
+def reward_train(
+    model: TokenRewardModel,
+    processor: ProcessorMixin,
+    batches: Iterator[list[LabelledCaption]],
+    config: TrainConfig,
+    *,
+    on_progress: Progress | None = None,
+) -> dict:
+    """Train `model` in place on `batches` until the budget is spent; returns the run's statistics."""
+    torch.manual_seed(config.seed)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay)
+    budget_s = config.minutes * 60 if config.minutes is not None else math.inf
+    model.train()
+    start = time.monotonic()
+    step, seen, recent = 0, 0, []
+    while True:
+        elapsed = time.monotonic() - start
+        fraction = max(elapsed / budget_s, step / config.max_steps if config.max_steps else 0.0)
+        if fraction >= 1.0:
+            break
+        batch = next(batches)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, fraction, config)
+        loss = batch_loss(model, processor, batch, config.instruction)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
+        optimizer.step()
+        step += 1
+        seen += len(batch)
+        recent = [*recent[-49:], loss.item()]
+        if on_progress is not None and step % 10 == 0:
+            on_progress(min(fraction, 1.0), f"step {step} loss {sum(recent) / len(recent):.4f}")
+    model.eval()
+    seconds = time.monotonic() - start
+    return {
+        "steps": step,
+        "captions_seen": seen,
+        "seconds": round(seconds, 1),
+        "captions_per_second": round(seen / max(seconds, 1e-9), 1),
+        "final_loss": round(sum(recent) / max(len(recent), 1), 5),
+    }
+
+
+def shapeworld_batches(
+    rng: random.Random,
+    world: WorldConfig,
+    *,
+    batch_size: int,
+    captioner: tuple[PreTrainedModel, ProcessorMixin] | None = None,
+    own_share: float = 0.4,
+    own_chunk: int = 256,
+) -> Iterator[list[LabelledCaption]]:
+    """Endless shuffled batches: true captions, hard negatives and (with a captioner) its own captions.
+
+    Own captions are sampled (temperature 1) in chunks for fresh scenes and labelled by the parser: the
+    real errors of the policy the reward model will judge. Half the chunk is greedy, the captions the
+    app will actually show.
+    """
+    stream = shapeworld_stream(rng, world)
+    pool: list[LabelledCaption] = []
+    while True:
+        while len(pool) < batch_size * 4:
+            if captioner is not None and rng.random() < own_share:
+                pool.extend(_own_chunk(stream, captioner, own_chunk, seed=rng.randrange(2**31)))
+            else:
+                pool.extend(next(stream)[2])
+        rng.shuffle(pool)
+        batch, pool = pool[:batch_size], pool[batch_size:]
+        yield batch
+
+
+def _own_chunk(
+    stream: Iterator, captioner: tuple[PreTrainedModel, ProcessorMixin], size: int, *, seed: int
+) -> list[LabelledCaption]:
+    model, processor = captioner
+    scenes, images = [], []
+    for _ in range(size):
+        scene, image, _ = next(stream)
+        scenes.append(scene)
+        images.append(image)
+    half = size // 2
+    captions = captions_generate(model, processor, images[:half], batch_size=64)
+    captions += captions_generate(model, processor, images[half:], do_sample=True, seed=seed, batch_size=64)
+    return own_caption_examples(scenes, images, captions)

@@ -1,0 +1,147 @@
+"""The token reward model: LoRA where the paper puts it, a head that learns, save and load that agree."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from tiny_vlms import ARCHITECTURES, tiny_vlm_model
+
+from reward.model import (
+    MANIFEST,
+    RewardConfig,
+    RewardModelError,
+    TokenRewardModel,
+    lora_targets,
+    reward_loss,
+)
+from reward.tokens import encode_responses, token_labels_from_words
+from reward.vlm import CAPTION_PROMPT, ModelNotFound, vlm_load
+
+CAPTIONS = ["a red circle is left of a blue square.", "there are two stars.", "a large green triangle."]
+BAD_SPANS = [[(6, 12)], [], [(8, 13), (14, 22)]]
+
+VISION = ("vision_tower", "vision_model", "visual.blocks", "visual.patch_embed")
+PROJECTOR = ("multi_modal_projector", "connector", "visual.merger")
+DECODER = ("language_model", "text_model")
+
+
+def _lora_names(model: TokenRewardModel) -> list[str]:
+    return [name for name, _ in model.named_parameters() if "lora_" in name]
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_lora_goes_into_projector_and_decoder_never_the_vision_encoder(architecture: str) -> None:
+    model = TokenRewardModel.build(tiny_vlm_model(architecture), RewardConfig(), base_model="tiny")
+    names = _lora_names(model)
+    assert not [n for n in names if any(f".{part}." in n for part in VISION)]
+    assert [n for n in names if any(f".{part}." in n for part in PROJECTOR)]
+    assert [n for n in names if any(f".{part}." in n for part in DECODER)]
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == set(names) | {"head.weight", "head.bias"}
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_projector_can_stay_frozen(architecture: str) -> None:
+    targets = lora_targets(tiny_vlm_model(architecture), train_projector=False)
+    assert targets and not [t for t in targets if any(f".{part}." in t for part in PROJECTOR)]
+
+
+def test_loss_reads_response_tokens_only() -> None:
+    logits = torch.tensor([[5.0, -5.0, 2.0, -1.0, 0.0]])
+    bad = torch.tensor([[0.0, 0.0, 0.0, 1.0, 0.0]])
+    mask = torch.tensor([[False, False, True, True, False]])
+    loss = reward_loss(logits, bad, mask)
+    changed = logits.clone()
+    changed[0, [0, 1, 4]] = torch.tensor([-9.0, 9.0, 3.0])
+    assert torch.allclose(loss, reward_loss(changed, bad, mask))
+    expected = (torch.nn.functional.softplus(torch.tensor(-2.0)) + torch.nn.functional.softplus(torch.tensor(-1.0))) / 2
+    assert torch.allclose(loss, expected)
+
+
+def test_naive_loss_reads_the_last_response_token_against_the_whole_response() -> None:
+    logits = torch.tensor([[0.0, 7.0, -3.0, 0.0], [0.0, 4.0, 1.0, 9.0]])
+    bad = torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[False, True, True, False], [True, True, True, False]])
+    loss = reward_loss(logits, bad, mask, objective="naive")
+    # row 0 is bad as a whole: its last token (logit -3) should say "bad"; row 1 good, last logit 1
+    f = torch.nn.functional.softplus
+    assert torch.allclose(loss, (f(torch.tensor(-3.0)) + f(torch.tensor(-1.0))) / 2)
+
+
+def test_bad_tokens_weigh_bad_weight() -> None:
+    logits, bad, mask = torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]), torch.ones(1, 2, dtype=torch.bool)
+    assert torch.allclose(reward_loss(logits, bad, mask, bad_weight=3.0), reward_loss(logits, bad, mask) * 2)
+
+
+def _batch(processor, images: list[Image.Image]):
+    encoding = encode_responses(processor, images, CAPTIONS, instruction=CAPTION_PROMPT)
+    labels = [token_labels_from_words(o, spans) for o, spans in zip(encoding.offsets, BAD_SPANS, strict=True)]
+    return encoding, encoding.token_values([[float(b) for b in row] for row in labels])
+
+
+def test_one_step_lowers_the_loss_on_a_fixed_batch(tiny_vlm_dir: Path, scene_images: list[Image.Image]) -> None:
+    vlm, processor = vlm_load(str(tiny_vlm_dir))
+    model = TokenRewardModel.build(vlm, RewardConfig(), base_model=str(tiny_vlm_dir))
+    encoding, token_bad = _batch(processor, scene_images)
+    logits = model(encoding.model_inputs)
+    assert logits.shape == encoding.response_mask.shape
+
+    def loss() -> torch.Tensor:
+        return reward_loss(model(encoding.model_inputs), token_bad, encoding.response_mask)
+
+    model.eval()
+    with torch.no_grad():
+        before = loss()
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    loss().backward()
+    optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        assert loss() < before
+
+
+def test_saved_model_loads_with_identical_scores(
+    tiny_vlm_dir: Path, scene_images: list[Image.Image], tmp_path: Path
+) -> None:
+    vlm, processor = vlm_load(str(tiny_vlm_dir))
+    model = TokenRewardModel.build(vlm, RewardConfig(lora_r=4, objective="naive"), base_model=str(tiny_vlm_dir))
+    with torch.no_grad():  # move LoRA and head away from their initial values so the test means something
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.add_(torch.randn_like(parameter) * 0.1)
+    model.eval()
+    encoding, _ = _batch(processor, scene_images)
+    with torch.no_grad():
+        expected = model(encoding.model_inputs)
+    model.save(tmp_path / "tldr", metrics={"A_R": 0.5})
+    loaded, loaded_processor = TokenRewardModel.load(tmp_path / "tldr")
+    loaded.eval()
+    encoding, _ = _batch(loaded_processor, scene_images)
+    with torch.no_grad():
+        assert torch.allclose(loaded(encoding.model_inputs), expected, atol=1e-6)
+    manifest = json.loads((tmp_path / "tldr" / MANIFEST).read_text())
+    assert manifest["base_model"] == str(tiny_vlm_dir) and manifest["metrics"] == {"A_R": 0.5}
+    assert manifest["config"]["objective"] == "naive" and manifest["threshold"] == 0.5
+    assert loaded.config == model.config and not any(p.requires_grad for p in loaded.vlm.parameters())
+
+
+def test_missing_reward_model_names_its_directory(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFound, match=f"no reward model at {tmp_path / 'nothing'}"):
+        TokenRewardModel.load(tmp_path / "nothing")
+
+
+def test_garbled_manifest_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / MANIFEST).write_text("{not json")
+    with pytest.raises(RewardModelError, match=str(tmp_path / MANIFEST)):
+        TokenRewardModel.load(tmp_path)
+
+
+def test_manifest_without_base_model_is_refused(tmp_path: Path) -> None:
+    (tmp_path / MANIFEST).write_text(json.dumps({"format_version": 1, "config": {}}))
+    with pytest.raises(RewardModelError, match="base_model"):
+        TokenRewardModel.load(tmp_path)

@@ -1,0 +1,81 @@
+"""Response words, model tokens and their alignment, for every architecture's processor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from reward.tokens import (
+    CaptionTooLong,
+    encode_responses,
+    response_words,
+    token_labels_from_words,
+    word_scores_from_tokens,
+)
+from reward.vlm import CAPTION_PROMPT, prompt_text, vlm_load
+from shapeworld.grammar import caption_words
+
+RESPONSES = ["a red circle is left of a blue square.", "there are two small stars .", "big"]
+
+
+def test_response_words_split_like_the_shapeworld_parser() -> None:
+    text = "there are two red circles. a star's left, of 3 squares!"
+    assert response_words(text) == caption_words(text)
+    assert response_words("a red-ish circle.")[2:4] == [("-", 5, 6), ("ish", 6, 9)]
+
+
+def test_a_token_is_bad_iff_it_overlaps_a_bad_word() -> None:
+    offsets = [(0, 1), (2, 4), (4, 5), (6, 12), (12, 13)]  # "a", "re", "d", "circle", "."
+    assert token_labels_from_words(offsets, [(2, 5)]) == [False, True, True, False, False]
+    assert token_labels_from_words(offsets, []) == [False] * 5
+
+
+def test_a_word_is_as_bad_as_its_worst_subword() -> None:
+    words = response_words("a red circle.")
+    offsets = [(0, 1), (1, 4), (4, 5), (6, 12), (12, 13)]  # the second token covers " re"
+    scores = word_scores_from_tokens(words, offsets, [0.1, 0.2, 0.9, 0.3, 0.05])
+    assert scores == [0.1, 0.9, 0.3, 0.05]
+
+
+def test_response_tokens_follow_the_prompt_and_keep_their_offsets(
+    tiny_vlm_dir: Path, scene_images: list[Image.Image]
+) -> None:
+    _, processor = vlm_load(str(tiny_vlm_dir))
+    encoding = encode_responses(processor, scene_images, RESPONSES, instruction=CAPTION_PROMPT)
+    inputs, mask = encoding.model_inputs, encoding.response_mask
+    assert mask.shape == inputs["input_ids"].shape == inputs["attention_mask"].shape
+    for row, response in enumerate(RESPONSES):
+        tokens = processor.tokenizer(response, add_special_tokens=False)["input_ids"]
+        assert inputs["input_ids"][row][mask[row]].tolist() == tokens
+        assert len(encoding.offsets[row]) == len(tokens)
+        assert all(response[s:e].strip() for s, e in encoding.offsets[row])
+        last = int(inputs["attention_mask"][row].sum())
+        assert mask[row, last - len(tokens) : last].all() and not mask[row, last:].any()  # right padding
+        prompt = processor(images=[scene_images[row]], text=[prompt_text(processor, CAPTION_PROMPT)],
+                           return_tensors="pt")["input_ids"][0]
+        assert torch.equal(inputs["input_ids"][row][: len(prompt)], prompt)
+
+
+def test_paligemma_reads_the_response_as_its_causal_suffix(
+    tiny_vlm_root: Path, scene_images: list[Image.Image]
+) -> None:
+    from tiny_vlms import tiny_vlm_save
+
+    directory = tiny_vlm_root / "paligemma"
+    if not (directory / "config.json").is_file():
+        tiny_vlm_save("paligemma", directory)
+    _, processor = vlm_load(str(directory))
+    encoding = encode_responses(processor, scene_images[:2], RESPONSES[:2], instruction=CAPTION_PROMPT)
+    types = encoding.model_inputs["token_type_ids"]
+    valid = encoding.model_inputs["attention_mask"].bool()
+    assert torch.equal(types[valid].bool(), encoding.response_mask[valid])
+
+
+def test_over_long_caption_names_its_index_and_the_limit(tiny_vlm_dir: Path, scene_images: list[Image.Image]) -> None:
+    _, processor = vlm_load(str(tiny_vlm_dir))
+    with pytest.raises(CaptionTooLong, match=r"caption 1 needs \d+ tokens.*at most 30"):
+        encode_responses(processor, scene_images[:2], ["a star.", "a red circle " * 20],
+                         instruction=CAPTION_PROMPT, max_length=30)
