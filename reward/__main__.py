@@ -71,7 +71,7 @@ def command_bootstrap(args: argparse.Namespace) -> int:
 
 def command_train(args: argparse.Namespace) -> int:
     from reward.bootstrap import CAPTIONER
-    from reward.data import labelled_jsonl_read, shapeworld_dir_read
+    from reward.data import examples_read
     from reward.model import RewardConfig, TokenRewardModel
     from reward.train import TrainConfig, reward_train, shapeworld_batches
     from reward.vlm import vlm_load
@@ -84,13 +84,10 @@ def command_train(args: argparse.Namespace) -> int:
     if args.data:
         examples = []
         for path in map(Path, args.data):
-            if path.is_dir():
-                examples += shapeworld_dir_read(path)
-            else:
-                read, problems = labelled_jsonl_read(path)
-                examples += read
-                for problem in problems:
-                    print(f"{path}: {problem}", file=sys.stderr)
+            read, problems = examples_read(path, rng)
+            examples += read
+            for problem in problems:
+                print(f"{path}: {problem}", file=sys.stderr)
         if not examples:
             print("no usable training examples in --data", file=sys.stderr)
             return 2
@@ -115,18 +112,15 @@ def _shuffled_batches(examples: list, batch_size: int, rng: random.Random) -> It
 
 
 def command_eval(args: argparse.Namespace) -> int:
-    from reward.data import labelled_jsonl_read, shapeworld_dir_read
+    from reward.data import examples_read
     from reward.evaluate import reward_evaluate
     from reward.model import TokenRewardModel
     from reward.report import metrics_table
 
     path = Path(args.data)
-    if path.is_dir():
-        examples = shapeworld_dir_read(path)
-    else:
-        examples, problems = labelled_jsonl_read(path)
-        for problem in problems:
-            print(f"{path}: {problem}", file=sys.stderr)
+    examples, problems = examples_read(path, random.Random(0))
+    for problem in problems:
+        print(f"{path}: {problem}", file=sys.stderr)
     models = {"tldr": _reward_dir(args)}
     if args.naive:
         models["naive"] = Path(args.naive)
@@ -216,7 +210,9 @@ def parser_build() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a reward model")
     train.add_argument("--backbone", help="VLM directory or hub id (default $TLDR_BACKBONE or the built-in captioner)")
     train.add_argument(
-        "--data", nargs="*", help="shapeworld folders or word-labelled JSONL (default: a shapeworld stream)"
+        "--data",
+        nargs="*",
+        help="shapeworld folders, word-labelled JSONL or free-text caption JSONL (default: a shapeworld stream)",
     )
     train.add_argument("--objective", choices=("tokens", "naive"), default="tokens")
     train.add_argument("--minutes", type=float, default=3.0)

@@ -58,7 +58,9 @@ def word_labels_from_correction(original: str, corrected: str) -> CorrectionLabe
             start, end = corrected_words[b_start][1], corrected_words[b_end - 1][2]
             insertions.append({"after_word_index": a_start - 1, "text": corrected[start:end]})
     return CorrectionLabels(
-        words=[{"text": text, "start": start, "end": end, "label": label}
-               for (text, start, end), label in zip(words, labels, strict=True)],
+        words=[
+            {"text": text, "start": start, "end": end, "label": label}
+            for (text, start, end), label in zip(words, labels, strict=True)
+        ],
         insertions=insertions,
     )

@@ -9,6 +9,8 @@ Sources:
   TLDR categories, labelled exactly by the parser;
 - the captioner's own sampled captions labelled by the parser (on-policy data: a head trained on
   single swaps alone learns to flag one word per caption and misses a real captioner's errors);
+- free-text captions of a user's own images: lexicon perturbations (objects, colours, numbers,
+  spatial words, sizes) with exact word labels;
 - corrections: (original, corrected) pairs, labelled by a word alignment of the two texts;
 - word-labelled JSONL files (what `python -m reward labels` writes, or an export of the app).
 """
@@ -25,6 +27,7 @@ from PIL import Image
 
 from reward.alignment import word_labels_from_correction
 from reward.images import image_open
+from reward.lexicon import Perturber, caption_perturb_lexicon
 from shapeworld.dataset import dataset_read
 from shapeworld.grammar import caption_write
 from shapeworld.parser import WordLabel, caption_label
@@ -97,6 +100,41 @@ def own_caption_examples(scenes: list[Scene], images: list[Image.Image], caption
     ]
 
 
+def free_text_examples(
+    image: Image.Image, caption: str, rng: random.Random, *, perturber: Perturber = caption_perturb_lexicon
+) -> list[LabelledCaption]:
+    """A user's own caption (taken as true) and a lexicon hard negative of it, where one can be made.
+
+    Without a scene there is no parser: the caption is trusted, and the negative's labels are exact
+    because the perturber made the change itself. `perturber` may be any plugged-in text perturber.
+    """
+    examples = [LabelledCaption(image, caption, (), "true")]
+    perturbed = perturber(caption, rng)
+    if perturbed is not None:
+        spans = tuple((int(w["start"]), int(w["end"])) for w in perturbed.words if w["label"] == "bad")
+        examples.append(LabelledCaption(image, perturbed.caption, spans, perturbed.category))
+    return examples
+
+
+def captions_jsonl_read(path: Path, rng: random.Random) -> tuple[list[LabelledCaption], list[JsonlProblem]]:
+    """Free-text captions {"image": path, "caption": text} with lexicon hard negatives; bad lines reported."""
+    examples: list[LabelledCaption] = []
+    problems: list[JsonlProblem] = []
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                caption = record["caption"]
+                if not isinstance(caption, str) or not caption.strip():
+                    raise ValueError("empty caption")
+                examples += free_text_examples(image_open(path.parent / record["image"]), caption, rng)
+            except (ValueError, KeyError, TypeError, OSError) as error:
+                problems.append(JsonlProblem(number, _reason(error)))
+    return examples, problems
+
+
 def correction_example(image: Image.Image, original: str, corrected: str) -> LabelledCaption:
     """An annotator's correction as training data: replaced or deleted words of the original are bad."""
     labels = word_labels_from_correction(original, corrected)
@@ -147,7 +185,9 @@ BAD_WORD_LABELS = ("bad", *BAD_LABELS)
 
 
 def _labelled_record_parse(record: dict, root: Path) -> LabelledCaption:
-    caption = record["caption"] if "caption" in record else record["original"]
+    caption = record.get("caption", record.get("original"))
+    if caption is None:
+        raise ValueError("missing field 'caption'")
     if not isinstance(caption, str) or not caption.strip():
         raise ValueError("empty caption")
     spans = []
@@ -178,6 +218,23 @@ def shapeworld_dir_read(directory: Path) -> list[LabelledCaption]:
             spans = bad_spans_from_words(caption_label(scene, caption))
             examples.append(LabelledCaption(image, caption, spans, category))
     return examples
+
+
+def examples_read(path: Path, rng: random.Random) -> tuple[list[LabelledCaption], list[JsonlProblem]]:
+    """Whatever `--data` names: a shapeworld folder, a word-labelled JSONL, or free-text captions.
+
+    A JSONL file whose first record has "words" is word-labelled; otherwise its captions are free text
+    and get lexicon hard negatives.
+    """
+    if path.is_dir():
+        return shapeworld_dir_read(path), []
+    with open(path, encoding="utf-8") as lines:
+        first = next((line for line in lines if line.strip()), "{}")
+    try:
+        labelled = "words" in json.loads(first)
+    except json.JSONDecodeError:
+        labelled = True  # the labelled reader reports the broken line with its number
+    return labelled_jsonl_read(path) if labelled else captions_jsonl_read(path, rng)
 
 
 def _reason(error: Exception) -> str:

@@ -251,11 +251,7 @@ def _candidates_find(caption: str, words: list[_Word], category: str) -> list[_C
     if category == "object_identification":
         return [_Candidate(i, i) for i, lower in enumerate(lowers) if lower in _NOUN_FORMS]
     if category == "visual_attribute":
-        return [
-            _Candidate(i, i)
-            for i, lower in enumerate(lowers)
-            if lower in COLOURS or lower in _COLOUR_SPELLINGS
-        ]
+        return [_Candidate(i, i) for i, lower in enumerate(lowers) if lower in COLOURS or lower in _COLOUR_SPELLINGS]
     if category == "size":
         return [_Candidate(i, i) for i, lower in enumerate(lowers) if lower in SIZE_OPPOSITES]
     if category == "counting":
@@ -317,16 +313,12 @@ def _count_agreement_edits(words: list[_Word], number_index: int, old: int, new:
         return []
     noun = words[noun_index]
     class_name, index, _ = _NOUN_FORMS[noun.text.lower()]
-    edits = [
-        _Edit(noun.start, noun.end, _case_like(noun.text, OBJECT_CLASSES[class_name][index][new != 1]), False)
-    ]
+    edits = [_Edit(noun.start, noun.end, _case_like(noun.text, OBJECT_CLASSES[class_name][index][new != 1]), False)]
     if noun_index + 1 < len(words) and words[noun_index + 1].text.lower() in _VERB_AGREEMENT:
         verb = words[noun_index + 1]
         is_singular_verb = verb.text.lower() in ("is", "was")
         if is_singular_verb != (new == 1):
-            edits.append(
-                _Edit(verb.start, verb.end, _case_like(verb.text, _VERB_AGREEMENT[verb.text.lower()]), False)
-            )
+            edits.append(_Edit(verb.start, verb.end, _case_like(verb.text, _VERB_AGREEMENT[verb.text.lower()]), False))
     return edits
 
 
@@ -363,9 +355,7 @@ def _words_label(caption: str, bad_spans: list[tuple[int, int]]) -> list[WordLab
             "text": word.text,
             "start": word.start,
             "end": word.end,
-            "label": "bad"
-            if any(start < word.end and word.start < end for start, end in bad_spans)
-            else "good",
+            "label": "bad" if any(start < word.end and word.start < end for start, end in bad_spans) else "good",
         }
         for word in _caption_words(caption)
     ]
@@ -413,9 +403,7 @@ def caption_perturb_lexicon(
                 words, candidate.first, _number_value(lower) or 0, _number_value(replacement) or 0
             )
     # a grammar edit never overrides a chosen change (e.g. "one two dogs" with both numbers chosen)
-    edits = bad_edits + [
-        g for g in grammar_edits if not any(g.start < b.end and b.start < g.end for b in bad_edits)
-    ]
+    edits = bad_edits + [g for g in grammar_edits if not any(g.start < b.end and b.start < g.end for b in bad_edits)]
     perturbed, bad_spans = _edits_apply(caption, edits)
     if perturbed == caption:
         return None
@@ -430,9 +418,7 @@ def _words_label_aligned(original: str, perturbed: str) -> list[WordLabel]:
     """
     original_words = [word.text.lower() for word in _caption_words(original)]
     perturbed_words = _caption_words(perturbed)
-    matcher = difflib.SequenceMatcher(
-        None, original_words, [w.text.lower() for w in perturbed_words], autojunk=False
-    )
+    matcher = difflib.SequenceMatcher(None, original_words, [w.text.lower() for w in perturbed_words], autojunk=False)
     bad = set()
     for tag, _, _, j1, j2 in matcher.get_opcodes():
         if tag in ("replace", "insert"):

@@ -35,8 +35,11 @@ def _sentences_good(good: list[bool], sentence_ids: list[int]) -> dict[int, bool
 
 def token_accuracy(pred_good: Labels, true_good: Labels) -> float:
     """A_T: per response, the share of tokens whose predicted label is the true one; mean over responses."""
-    return mean(mean(p == t for p, t in zip(pred, true, strict=True))
-                for pred, true in zip(pred_good, true_good, strict=True) if true)
+    return mean(
+        mean(p == t for p, t in zip(pred, true, strict=True))
+        for pred, true in zip(pred_good, true_good, strict=True)
+        if true
+    )
 
 
 def sentence_accuracy(pred_good: Labels, true_good: Labels, sentence_ids: list[list[int]]) -> float:
@@ -93,8 +96,7 @@ def hallucination_rates(good: Labels, sentence_ids: list[list[int]]) -> dict[str
     }
 
 
-def _report(p_good: list[list[float]], true_good: Labels, sentence_ids: list[list[int]],
-            threshold: float) -> dict:
+def _report(p_good: list[list[float]], true_good: Labels, sentence_ids: list[list[int]], threshold: float) -> dict:
     pred_good = [[p > threshold for p in row] for row in p_good]
     return {
         "A_T": token_accuracy(pred_good, true_good),
@@ -125,8 +127,12 @@ def metrics_report(
     kept = [i for i, row in enumerate(true_good) if row]
 
     def subset(indices: list[int]) -> dict:
-        return _report([pred_p_good[i] for i in indices], [true_good[i] for i in indices],
-                       [sentence_ids[i] for i in indices], threshold)
+        return _report(
+            [pred_p_good[i] for i in indices],
+            [true_good[i] for i in indices],
+            [sentence_ids[i] for i in indices],
+            threshold,
+        )
 
     report: dict = {"overall": subset(kept), "by_category": {}}
     if categories is not None:

@@ -108,8 +108,11 @@ class TokenRewardModel(nn.Module):
     def build(cls, vlm: PreTrainedModel, config: RewardConfig, *, base_model: str) -> TokenRewardModel:
         """A fresh reward model on `vlm` (as loaded by `vlm_load(base_model)`)."""
         lora = LoraConfig(
-            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-            target_modules=lora_targets(vlm, train_projector=config.train_projector), bias="none",
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=lora_targets(vlm, train_projector=config.train_projector),
+            bias="none",
         )
         return cls(get_peft_model(vlm, lora), config, base_model=base_model)
 
@@ -130,16 +133,27 @@ class TokenRewardModel(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.vlm.save_pretrained(directory)
-        save_file({key: value.detach().cpu().contiguous() for key, value in self.head.state_dict().items()},
-                  directory / HEAD_FILE)
-        manifest = {"format_version": FORMAT_VERSION, "base_model": self.base_model, "config": asdict(self.config),
-                    "threshold": self.config.threshold, "metrics": metrics or {}}
+        save_file(
+            {key: value.detach().cpu().contiguous() for key, value in self.head.state_dict().items()},
+            directory / HEAD_FILE,
+        )
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "base_model": self.base_model,
+            "config": asdict(self.config),
+            "threshold": self.config.threshold,
+            "metrics": metrics or {},
+        }
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
         return directory
 
     @classmethod
     def load(
-        cls, directory: Path | str, *, base_model_override: str | None = None, trainable: bool = False,
+        cls,
+        directory: Path | str,
+        *,
+        base_model_override: str | None = None,
+        trainable: bool = False,
         dtype: torch.dtype | str | None = None,
     ) -> tuple[TokenRewardModel, ProcessorMixin]:
         """A saved reward model and its backbone's processor; `trainable` to keep training it."""

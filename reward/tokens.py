@@ -102,8 +102,9 @@ def _stack(features: list[torch.Tensor]) -> torch.Tensor:
     """
     if len({tuple(f.shape[1:]) for f in features}) > 1 and features[0].dim() >= 4:
         crops = max(f.shape[1] for f in features)
-        features = [torch.cat([f, f.new_zeros((f.shape[0], crops - f.shape[1], *f.shape[2:]))], dim=1)
-                    for f in features]
+        features = [
+            torch.cat([f, f.new_zeros((f.shape[0], crops - f.shape[1], *f.shape[2:]))], dim=1) for f in features
+        ]
     return torch.cat(features, dim=0)
 
 
@@ -139,10 +140,13 @@ def encode_responses(
                 f"the model takes at most {max_length}"
             )
         response_ids = torch.tensor(tokens["input_ids"], dtype=torch.long)
-        row = {"input_ids": torch.cat([prompt_ids, response_ids]),
-               "attention_mask": torch.ones(length, dtype=torch.long),
-               "response_mask": torch.cat([torch.zeros(len(prompt_ids), dtype=torch.bool),
-                                           torch.ones(len(response_ids), dtype=torch.bool)])}
+        row = {
+            "input_ids": torch.cat([prompt_ids, response_ids]),
+            "attention_mask": torch.ones(length, dtype=torch.long),
+            "response_mask": torch.cat(
+                [torch.zeros(len(prompt_ids), dtype=torch.bool), torch.ones(len(response_ids), dtype=torch.bool)]
+            ),
+        }
         for key, value in encoded.items():
             if key.endswith("token_type_ids"):
                 response_type = token_type if key == "token_type_ids" else 0
@@ -156,9 +160,9 @@ def encode_responses(
     batch = {}
     for key in rows[0]:
         pad = pads.get(key, token_type)
-        batch[key] = torch.stack([
-            torch.cat([row[key], torch.full((width - len(row[key]),), pad, dtype=row[key].dtype)]) for row in rows
-        ])
+        batch[key] = torch.stack(
+            [torch.cat([row[key], torch.full((width - len(row[key]),), pad, dtype=row[key].dtype)]) for row in rows]
+        )
     response_mask = batch.pop("response_mask")
     batch.update({key: _stack(values) for key, values in image_features.items()})
     return ResponseEncoding(model_inputs=batch, response_mask=response_mask, offsets=offsets)

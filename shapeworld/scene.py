@@ -28,6 +28,10 @@ DOMINANCE = 1.5
 # ... and the groups' centres are at least this far apart along it.
 MIN_OFFSET = 0.05
 
+# Consecutive groups in canonical order lie at least this far apart in mean x, so which one a caption
+# names first is visible in the image rather than a coin toss between two nearly stacked groups.
+MIN_ORDER_GAP = 0.15
+
 _SCENE_TRIES = 200
 _CENTRE_TRIES = 20
 _OBJECT_TRIES = 30
@@ -103,7 +107,7 @@ def _offset(a: ObjectGroup, b: ObjectGroup) -> tuple[float, float]:
 
 
 def scene_sample(rng: random.Random, config: WorldConfig = WorldConfig()) -> Scene:
-    """Draw a scene whose objects never overlap and whose consecutive groups have a clear relation.
+    """Draw a scene whose objects never overlap and whose consecutive groups have a clear relation and order.
 
     The number of groups is drawn first so rejections do not skew it towards small scenes; rejection
     sampling with a bounded number of tries keeps it deterministic given the rng state (should every
@@ -133,7 +137,10 @@ def _scene_try(rng: random.Random, n_groups: int, config: WorldConfig) -> Scene 
         letter = rng.choice(LETTERS) if wants_letter else None
         groups.append(ObjectGroup(shape, colour, size, count, letter, positions))
     ordered = tuple(sorted(groups, key=lambda g: g.centre[0]))
-    if any(scene_relation(a, b) is None for a, b in itertools.pairwise(ordered)):
+    if any(
+        scene_relation(a, b) is None or b.centre[0] - a.centre[0] < MIN_ORDER_GAP
+        for a, b in itertools.pairwise(ordered)
+    ):
         return None
     return Scene(groups=ordered)
 

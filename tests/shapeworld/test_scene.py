@@ -6,6 +6,7 @@ import random
 from shapeworld.scene import (
     COLOURS,
     LETTERS,
+    MIN_ORDER_GAP,
     RADIUS,
     SHAPES,
     ObjectGroup,
@@ -92,6 +93,12 @@ def test_scene_survives_a_json_round_trip():
 
 def test_a_scene_is_a_hashable_value():
     scene = Scene(groups=(_group(0.5, 0.5),))
-    assert scene == Scene(groups=(_group(0.5, 0.5),)) and hash(scene) == hash(
-        Scene(groups=(_group(0.5, 0.5),))
-    )
+    assert scene == Scene(groups=(_group(0.5, 0.5),)) and hash(scene) == hash(Scene(groups=(_group(0.5, 0.5),)))
+
+
+def test_consecutive_groups_are_clearly_ordered_left_to_right():
+    rng = random.Random(11)
+    for _ in range(300):
+        groups = scene_sample(rng).groups
+        for a, b in itertools.pairwise(groups):
+            assert b.centre[0] - a.centre[0] >= MIN_ORDER_GAP
