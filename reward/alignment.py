@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import Literal, TypedDict
 
-from reward.tokens import response_words
+from reward.words import response_words
 
 
 class LabelledWord(TypedDict):

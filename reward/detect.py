@@ -11,8 +11,9 @@ from transformers import ProcessorMixin
 
 from reward.images import ImageError, image_check, image_open
 from reward.model import TokenRewardModel
-from reward.tokens import Span, encode_responses, response_words, word_scores_from_tokens
+from reward.tokens import Span, encode_responses, word_scores_from_tokens
 from reward.vlm import CAPTION_PROMPT
+from reward.words import response_words
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ def token_scores(
                     indices=rows,
                 )
                 p_bad = 1.0 - torch.sigmoid(reward_model(encoding.model_inputs).float().cpu())  # [B, T]
+                if reward_model.config.objective == "naive":
+                    p_bad = _last_response_token_everywhere(p_bad, encoding.response_mask)
                 for row, offsets, token_p_bad in zip(
                     rows, encoding.offsets, encoding.response_values(p_bad), strict=True
                 ):
@@ -86,6 +89,17 @@ def token_scores(
     finally:
         reward_model.train(was_training)
     return results
+
+
+def _last_response_token_everywhere(p_bad: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """The naive binary RM judges the whole response at its last token: every token carries that verdict.
+
+    Its other positions were never trained, so this is the only honest reading of it, and it is exactly
+    the whole-caption flag the "binary" arm of the app shows.
+    """
+    last = response_mask.long().cumsum(dim=1).argmax(dim=1)  # [B], the last response position
+    verdict = p_bad.gather(1, last[:, None])  # [B, 1]
+    return torch.where(response_mask, verdict, p_bad)
 
 
 def score(

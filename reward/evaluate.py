@@ -27,8 +27,10 @@ from shapeworld.perturb import CATEGORIES, caption_perturb
 from shapeworld.render import scene_render
 from shapeworld.scene import Scene, WorldConfig, scene_sample
 
-# Scenes of evaluation sets come from seeds at or above this; training streams use smaller ones.
+# Evaluation scenes come from this seed, validation scenes (threshold calibration) from the next one;
+# training streams draw from their own generator seeded with small numbers.
 HELD_OUT_SEED = 1_000_000
+VALIDATION_SEED = 1_500_000
 
 
 @dataclass(frozen=True)

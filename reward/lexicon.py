@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import difflib
 import random
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-_WORD = re.compile(r"\w+|[^\w\s]")
+from reward.words import response_words
 
 LEXICON_CATEGORIES = ("object_identification", "visual_attribute", "counting", "spatial_relationship", "size")
 
@@ -203,7 +202,7 @@ class _Edit:
 
 
 def _caption_words(caption: str) -> list[_Word]:
-    return [_Word(match.group(), match.start(), match.end()) for match in _WORD.finditer(caption)]
+    return [_Word(text, start, end) for text, start, end in response_words(caption)]
 
 
 def _case_like(template: str, text: str) -> str:

@@ -8,7 +8,6 @@ scores (a word is as bad as its worst subword) for any tokenizer.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import torch
@@ -17,22 +16,11 @@ from transformers import PaliGemmaProcessor, ProcessorMixin
 
 from reward.vlm import prompt_text
 
-_WORD = re.compile(r"\w+|[^\w\s]")
-
 Span = tuple[int, int]
 
 
 class CaptionTooLong(ValueError):
     """A caption that does not fit the model's context; the message names its index and the limit."""
-
-
-def response_words(text: str) -> list[tuple[str, int, int]]:
-    """Words of a response with their character offsets; punctuation is a word of its own.
-
-    The same rule as `shapeworld.grammar.caption_words`: word labels, detections and corrections all
-    refer to these spans.
-    """
-    return [(match.group(), match.start(), match.end()) for match in _WORD.finditer(text)]
 
 
 def _overlaps(token: Span, start: int, end: int) -> bool:

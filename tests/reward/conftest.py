@@ -47,5 +47,8 @@ def tiny_vlm_dir(request: pytest.FixtureRequest, tiny_vlm_root: Path) -> Path:
 @pytest.fixture
 def scene_images() -> list[Image.Image]:
     """Three small images of different sizes and colours (the processors resize them)."""
-    return [Image.new("RGB", (40, 30), (200, 20, 20)), Image.new("RGB", (32, 32), (20, 20, 200)),
-            Image.new("RGB", (48, 36), (20, 200, 20))]
+    return [
+        Image.new("RGB", (40, 30), (200, 20, 20)),
+        Image.new("RGB", (32, 32), (20, 20, 200)),
+        Image.new("RGB", (48, 36), (20, 200, 20)),
+    ]

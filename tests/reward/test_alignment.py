@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from reward.alignment import word_labels_from_correction
-from reward.tokens import response_words
+from reward.words import response_words
 
 
 def _bad(original: str, corrected: str) -> list[str]:

@@ -11,8 +11,9 @@ from PIL import Image
 from reward.detect import WordScore, score
 from reward.images import ImageError
 from reward.model import RewardConfig, TokenRewardModel
-from reward.tokens import CaptionTooLong, response_words
+from reward.tokens import CaptionTooLong
 from reward.vlm import vlm_load
+from reward.words import response_words
 
 CAPTIONS = ["a red circle is left of a blue square.", "there are two stars.", "a large green triangle."]
 
@@ -61,3 +62,14 @@ def test_bad_images_are_named_by_index(reward_model, scene_images, tmp_path: Pat
     corrupt.write_bytes(b"\x89PNG not really")
     with pytest.raises(ImageError, match=r"image 1: .*broken.png"):
         score(model, processor, [scene_images[0], corrupt], CAPTIONS[:2])
+
+
+def test_the_naive_binary_model_gives_every_word_its_whole_caption_verdict(
+    tiny_vlm_dir: Path, scene_images: list[Image.Image]
+) -> None:
+    vlm, processor = vlm_load(str(tiny_vlm_dir))
+    torch.manual_seed(1)
+    naive = TokenRewardModel.build(vlm, RewardConfig(objective="naive"), base_model=str(tiny_vlm_dir))
+    torch.nn.init.normal_(naive.head.weight, std=1.0)  # so that positions would differ if read one by one
+    for words in score(naive, processor, scene_images, CAPTIONS):
+        assert len({w.p_bad for w in words}) == 1

@@ -11,20 +11,31 @@ from PIL import Image
 from reward.tokens import (
     CaptionTooLong,
     encode_responses,
-    response_words,
     token_labels_from_words,
     word_scores_from_tokens,
 )
 from reward.vlm import CAPTION_PROMPT, prompt_text, vlm_load
-from shapeworld.grammar import caption_words
+from reward.words import response_words
 
 RESPONSES = ["a red circle is left of a blue square.", "there are two small stars .", "big"]
 
 
-def test_response_words_split_like_the_shapeworld_parser() -> None:
-    text = "there are two red circles. a star's left, of 3 squares!"
-    assert response_words(text) == caption_words(text)
+def test_response_words_split_punctuation_into_words_of_their_own() -> None:
+    text = "two red circles. a star's left, of 3!"
+    assert [w for w, _, _ in response_words(text)] == [
+        "two", "red", "circles", ".", "a", "star", "'", "s", "left", ",", "of", "3", "!"
+    ]  # fmt: skip
     assert response_words("a red-ish circle.")[2:4] == [("-", 5, 6), ("ish", 6, 9)]
+
+
+def test_word_labels_load_no_model_stack() -> None:
+    """The web app labels corrections in every request process; torch there would cost ~300 MB each."""
+    import subprocess
+    import sys
+
+    code = "import sys, reward.alignment, reward.words; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]
 
 
 def test_a_token_is_bad_iff_it_overlaps_a_bad_word() -> None:
@@ -54,8 +65,9 @@ def test_response_tokens_follow_the_prompt_and_keep_their_offsets(
         assert all(response[s:e].strip() for s, e in encoding.offsets[row])
         last = int(inputs["attention_mask"][row].sum())
         assert mask[row, last - len(tokens) : last].all() and not mask[row, last:].any()  # right padding
-        prompt = processor(images=[scene_images[row]], text=[prompt_text(processor, CAPTION_PROMPT)],
-                           return_tensors="pt")["input_ids"][0]
+        prompt = processor(
+            images=[scene_images[row]], text=[prompt_text(processor, CAPTION_PROMPT)], return_tensors="pt"
+        )["input_ids"][0]
         assert torch.equal(inputs["input_ids"][row][: len(prompt)], prompt)
 
 
@@ -77,5 +89,6 @@ def test_paligemma_reads_the_response_as_its_causal_suffix(
 def test_over_long_caption_names_its_index_and_the_limit(tiny_vlm_dir: Path, scene_images: list[Image.Image]) -> None:
     _, processor = vlm_load(str(tiny_vlm_dir))
     with pytest.raises(CaptionTooLong, match=r"caption 1 needs \d+ tokens.*at most 30"):
-        encode_responses(processor, scene_images[:2], ["a star.", "a red circle " * 20],
-                         instruction=CAPTION_PROMPT, max_length=30)
+        encode_responses(
+            processor, scene_images[:2], ["a star.", "a red circle " * 20], instruction=CAPTION_PROMPT, max_length=30
+        )

@@ -45,15 +45,69 @@ NEEDS_TORCHVISION = ("qwen2_vl",)
 IMAGE_SIZE = 32
 
 WORDS = [
-    "a", "an", "the", "there", "is", "are", "one", "two", "three", "small", "large", "red", "green",
-    "blue", "yellow", "white", "circle", "circles", "square", "squares", "triangle", "triangles", "star",
-    "left", "right", "of", "above", "below", "and", "describe", "image", "user", "assistant", "User",
-    "Assistant", "system", "you", "helpful", "answer", "question", "caption", ".", ",", ":", "?", "!",
-    "'", "|", "<", ">", "[", "]", "-",
+    "a",
+    "an",
+    "the",
+    "there",
+    "is",
+    "are",
+    "one",
+    "two",
+    "three",
+    "small",
+    "large",
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "white",
+    "circle",
+    "circles",
+    "square",
+    "squares",
+    "triangle",
+    "triangles",
+    "star",
+    "left",
+    "right",
+    "of",
+    "above",
+    "below",
+    "and",
+    "describe",
+    "image",
+    "user",
+    "assistant",
+    "User",
+    "Assistant",
+    "system",
+    "you",
+    "helpful",
+    "answer",
+    "question",
+    "caption",
+    ".",
+    ",",
+    ":",
+    "?",
+    "!",
+    "'",
+    "|",
+    "<",
+    ">",
+    "[",
+    "]",
+    "-",
 ]
 
-TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "num_key_value_heads": 2, "max_position_embeddings": 512}
+TEXT = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 512,
+}
 VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
 
 
@@ -64,7 +118,11 @@ def tokenizer_build(specials: list[str], extra: dict[str, str], *, bos: str = "<
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="<pad>", bos_token=bos, eos_token="<eos>", unk_token="<unk>",
+        tokenizer_object=core,
+        pad_token="<pad>",
+        bos_token=bos,
+        eos_token="<eos>",
+        unk_token="<unk>",
         extra_special_tokens=extra,
     )
     tokenizer.add_special_tokens({"additional_special_tokens": specials})
@@ -82,19 +140,32 @@ def _llava() -> tuple[PreTrainedModel, Callable[[], ProcessorMixin]]:
         "{% if add_generation_prompt %} assistant :{% endif %}"
     )
     image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-        image_mean=[0.5] * 3, image_std=[0.5] * 3,
+        size={"shortest_edge": IMAGE_SIZE},
+        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
     )
     processor = LlavaProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, patch_size=patch, chat_template=template,
-        vision_feature_select_strategy="default", num_additional_image_tokens=1,
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=patch,
+        chat_template=template,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
     )
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(**VISION, image_size=IMAGE_SIZE, patch_size=patch),
-        text_config=LlamaConfig(**TEXT, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id),
+        text_config=LlamaConfig(
+            **TEXT,
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        ),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_layer=-1, vision_feature_select_strategy="default", projector_hidden_act="gelu",
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
     )
     return LlavaForConditionalGeneration(config), lambda: processor
 
@@ -110,8 +181,11 @@ def _idefics3() -> tuple[PreTrainedModel, Callable[[], ProcessorMixin]]:
         "{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
     )
     image_processor = Idefics3ImageProcessorPil(
-        do_image_splitting=False, size={"longest_edge": IMAGE_SIZE},
-        max_image_size={"longest_edge": IMAGE_SIZE}, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+        do_image_splitting=False,
+        size={"longest_edge": IMAGE_SIZE},
+        max_image_size={"longest_edge": IMAGE_SIZE},
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
     )
     image_seq_len = (IMAGE_SIZE // patch) ** 2 // scale**2
     processor = Idefics3Processor(
@@ -119,9 +193,14 @@ def _idefics3() -> tuple[PreTrainedModel, Callable[[], ProcessorMixin]]:
     )
     config = Idefics3Config(
         vision_config={**VISION, "image_size": IMAGE_SIZE, "patch_size": patch},
-        text_config={**TEXT, "model_type": "llama", "vocab_size": len(tokenizer),
-                     "pad_token_id": tokenizer.pad_token_id},
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), scale_factor=scale,
+        text_config={
+            **TEXT,
+            "model_type": "llama",
+            "vocab_size": len(tokenizer),
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        scale_factor=scale,
         pad_token_id=tokenizer.pad_token_id,
     )
     return Idefics3ForConditionalGeneration(config), lambda: processor
@@ -135,13 +214,22 @@ def _paligemma() -> tuple[PreTrainedModel, Callable[[], ProcessorMixin]]:
     )
     image_processor.image_seq_length = (IMAGE_SIZE // patch) ** 2
     processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer)
-    gemma = {**TEXT, "model_type": "gemma", "head_dim": 8, "vocab_size": len(processor.tokenizer),
-             "pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id,
-             "eos_token_id": tokenizer.eos_token_id}
+    gemma = {
+        **TEXT,
+        "model_type": "gemma",
+        "head_dim": 8,
+        "vocab_size": len(processor.tokenizer),
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
     config = PaliGemmaConfig(
-        vision_config=SiglipVisionConfig(**VISION, image_size=IMAGE_SIZE, patch_size=patch,
-                                         projection_dim=TEXT["hidden_size"]),
-        text_config=gemma, image_token_index=processor.image_token_id, projection_dim=TEXT["hidden_size"],
+        vision_config=SiglipVisionConfig(
+            **VISION, image_size=IMAGE_SIZE, patch_size=patch, projection_dim=TEXT["hidden_size"]
+        ),
+        text_config=gemma,
+        image_token_index=processor.image_token_id,
+        projection_dim=TEXT["hidden_size"],
     )
     return PaliGemmaForConditionalGeneration(config), lambda: processor
 
@@ -159,18 +247,41 @@ def _qwen2_vl() -> tuple[PreTrainedModel, Callable[[], ProcessorMixin]]:
     )
     pixels = IMAGE_SIZE * IMAGE_SIZE
     image_processor = Qwen2VLImageProcessorPil(
-        patch_size=patch, merge_size=merge, temporal_patch_size=2, min_pixels=pixels, max_pixels=pixels,
+        patch_size=patch,
+        merge_size=merge,
+        temporal_patch_size=2,
+        min_pixels=pixels,
+        max_pixels=pixels,
         size={"shortest_edge": pixels, "longest_edge": pixels},
     )
-    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in [
-        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
-        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>")]}
+    ids = {
+        name: tokenizer.convert_tokens_to_ids(token)
+        for name, token in [
+            ("image_token_id", "<|image_pad|>"),
+            ("video_token_id", "<|video_pad|>"),
+            ("vision_start_token_id", "<|vision_start|>"),
+            ("vision_end_token_id", "<|vision_end|>"),
+        ]
+    }
     config = Qwen2VLConfig(
-        vision_config={"depth": 2, "embed_dim": 32, "hidden_size": TEXT["hidden_size"], "num_heads": 4,
-                       "mlp_ratio": 2, "patch_size": patch, "spatial_merge_size": merge, "temporal_patch_size": 2},
-        text_config={**TEXT, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
-                     "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-                     "rope_parameters": {"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 10000.0}},
+        vision_config={
+            "depth": 2,
+            "embed_dim": 32,
+            "hidden_size": TEXT["hidden_size"],
+            "num_heads": 4,
+            "mlp_ratio": 2,
+            "patch_size": patch,
+            "spatial_merge_size": merge,
+            "temporal_patch_size": 2,
+        },
+        text_config={
+            **TEXT,
+            "vocab_size": len(tokenizer),
+            "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "rope_parameters": {"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 10000.0},
+        },
         **ids,
     )
     # transformers 5 gives Qwen2-VL's processor a video processor, which needs torchvision: built on demand.

@@ -23,8 +23,7 @@ def test_canonical_caption_relates_neighbours_left_to_right():
 def test_later_mentions_are_definite():
     scene = Scene(groups=(*TWO_GROUPS.groups, ObjectGroup("star", "green", "small", 1, None, ((0.95, 0.5),))))
     assert caption_write(scene) == (
-        "a small red circle is left of two large blue squares . "
-        "the large blue squares are left of a small green star ."
+        "a small red circle is left of two large blue squares . the large blue squares are left of a small green star ."
     )
 
 

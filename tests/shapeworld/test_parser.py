@@ -39,9 +39,7 @@ def test_canonical_and_random_captions_are_entirely_true():
 
 def test_labels_cover_every_word_with_its_span():
     labels = caption_label(SCENE, CAPTION)
-    assert [(w.text, w.start, w.end) for w in labels] == [
-        (CAPTION[w.start : w.end], w.start, w.end) for w in labels
-    ]
+    assert [(w.text, w.start, w.end) for w in labels] == [(CAPTION[w.start : w.end], w.start, w.end) for w in labels]
     assert len(labels) == len(CAPTION.split())
     assert {w.text: w.label for w in labels}["the"] == "neutral"
 

@@ -44,9 +44,7 @@ def test_perturbations_hold_over_many_scenes_and_phrasings():
         for rng in (None, random.Random(seed)):
             caption = caption_write(scene, rng)
             for category in CATEGORIES:
-                perturbation = caption_perturb(
-                    scene, caption, category, random.Random(seed), n_changes=1 + seed % 2
-                )
+                perturbation = caption_perturb(scene, caption, category, random.Random(seed), n_changes=1 + seed % 2)
                 if perturbation is None:
                     continue
                 applied[category] += 1
@@ -68,9 +66,7 @@ def test_spatial_does_not_apply_without_a_relation():
 def test_counting_keeps_the_grammar_in_agreement():
     single = Scene(groups=SCENE.groups[:1])
     for seed in range(10):
-        perturbation = caption_perturb(
-            single, "there is a small red circle .", "counting", random.Random(seed)
-        )
+        perturbation = caption_perturb(single, "there is a small red circle .", "counting", random.Random(seed))
         words = perturbation.caption.split()
         assert words[1] == "are" and words[-2] == "circles" and _hallucinated(perturbation) == [words[2]]
 
@@ -117,10 +113,7 @@ def test_any_picks_an_applicable_category_deterministically():
 
 
 def test_two_changes_give_at_least_as_many_hallucinated_words():
-    one = [
-        len(_hallucinated(caption_perturb(SCENE, CAPTION, "visual_attribute", random.Random(s))))
-        for s in range(20)
-    ]
+    one = [len(_hallucinated(caption_perturb(SCENE, CAPTION, "visual_attribute", random.Random(s)))) for s in range(20)]
     two = [
         len(_hallucinated(caption_perturb(SCENE, CAPTION, "visual_attribute", random.Random(s), n_changes=2)))
         for s in range(20)

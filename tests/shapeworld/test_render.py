@@ -6,9 +6,7 @@ from shapeworld.render import BACKGROUND, RGB, scene_render
 from shapeworld.scene import SHAPES, ObjectGroup, Scene, scene_sample
 
 
-def _single(
-    shape: str = "circle", colour: str = "red", size: str = "large", letter: str | None = None
-) -> Scene:
+def _single(shape: str = "circle", colour: str = "red", size: str = "large", letter: str | None = None) -> Scene:
     return Scene(groups=(ObjectGroup(shape, colour, size, 1, letter, ((0.5, 0.5),)),))
 
 
@@ -36,10 +34,7 @@ def test_every_shape_looks_different():
 
 
 def test_large_is_larger_than_small():
-    area = {
-        size: (np.asarray(scene_render(_single(size=size))).sum(axis=2) > 100).sum()
-        for size in ("small", "large")
-    }
+    area = {size: (np.asarray(scene_render(_single(size=size))).sum(axis=2) > 100).sum() for size in ("small", "large")}
     assert area["large"] > 2 * area["small"]
 
 

@@ -1,0 +1,140 @@
+"""The first run: train the built-in captioner and a TLDR model on it, evaluate both, cache the result.
+
+Both models are written to a temporary directory and renamed into place only once complete, so an
+interrupted bootstrap never leaves a half-written model that a later run would take as cached.
+The TLDR backbone is the captioner itself (as in the paper, where the reward model is a VLM
+fine-tuned with LoRA), which is also what makes "likelihood optimisation for free" possible.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from reward.calibrate import threshold_calibrate
+from reward.evaluate import VALIDATION_SEED, held_out_scenes, own_caption_set, perturbation_set, reward_evaluate
+from reward.model import MANIFEST, RewardConfig, TokenRewardModel
+from reward.train import TrainConfig, reward_train, shapeworld_batches
+from reward.vlm import vlm_load
+from shapeworld.hallucination import captioner_rates
+from shapeworld.pretrain import PretrainConfig, captioner_pretrain
+from shapeworld.scene import WorldConfig
+
+CAPTIONER = "captioner-v0"
+REWARD_MODEL = "tldr-v0"
+REPORT = "bootstrap.json"
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class BootstrapConfig:
+    """Budgets of the first run; the defaults fit ten minutes on a 2-core CPU."""
+
+    captioner_minutes: float = 6.0
+    reward_minutes: float = 3.0
+    reward_batch_size: int = 32
+    seed: int = 0
+    eval_scenes: int = 300
+    validation_scenes: int = 100
+
+
+def models_bootstrap(
+    models_dir: Path, config: BootstrapConfig, *, force: bool = False, on_progress: Progress | None = None
+) -> dict:
+    """Build what is missing under `models_dir` and return the report (read back when all is cached)."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    report_path = models_dir / REPORT
+    captioner_dir, reward_dir = models_dir / CAPTIONER, models_dir / REWARD_MODEL
+    if force:
+        for stale in (captioner_dir, reward_dir, report_path):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    cached = (captioner_dir / "config.json").is_file() and (reward_dir / MANIFEST).is_file()
+    if cached and report_path.is_file():
+        return {**json.loads(report_path.read_text()), "cached": True}
+    report: dict = {"config": asdict(config)}
+    if not (captioner_dir / "config.json").is_file():
+        report["captioner_training"] = _atomic_build(
+            captioner_dir,
+            lambda tmp: captioner_pretrain(
+                PretrainConfig(minutes=config.captioner_minutes, seed=config.seed),
+                tmp,
+                on_progress=_stage(on_progress, "captioner"),
+            ),
+        )
+    if not (reward_dir / MANIFEST).is_file():
+        report["reward_training"] = _atomic_build(
+            reward_dir, lambda tmp: reward_model_train(captioner_dir, tmp, config, on_progress=on_progress)
+        )
+    report["evaluation"] = bootstrap_evaluate(captioner_dir, reward_dir, n_scenes=config.eval_scenes)
+    report_path.write_text(json.dumps(report, indent=2))
+    return {**report, "cached": False}
+
+
+def reward_model_train(
+    captioner_dir: Path,
+    out: Path,
+    config: BootstrapConfig,
+    *,
+    objective: Literal["tokens", "naive"] = "tokens",
+    on_progress: Progress | None = None,
+) -> dict:
+    """A reward model on the captioner, trained on the mixed shapeworld stream, θ calibrated, saved.
+
+    `objective="naive"` trains the paper's binary baseline with the very same data, budget and settings.
+    """
+    vlm, processor = vlm_load(str(captioner_dir))
+    model = TokenRewardModel.build(vlm, RewardConfig(objective=objective), base_model=str(captioner_dir))
+    # A second, untouched copy writes the on-policy captions: LoRA is injected into `vlm` in place.
+    captioner = vlm_load(str(captioner_dir))
+    batches = shapeworld_batches(
+        random.Random(config.seed), WorldConfig(), batch_size=config.reward_batch_size, captioner=captioner
+    )
+    stats = reward_train(
+        model,
+        processor,
+        batches,
+        TrainConfig(minutes=config.reward_minutes, seed=config.seed),
+        on_progress=_stage(on_progress, "reward model"),
+    )
+    validation = held_out_scenes(config.validation_scenes, seed=VALIDATION_SEED)
+    own, _ = own_caption_set(validation, *captioner)
+    model.config.threshold = threshold_calibrate(model, processor, perturbation_set(validation) + own)
+    stats["threshold"] = model.config.threshold
+    model.save(out, metrics={"training": stats})
+    return stats
+
+
+def bootstrap_evaluate(captioner_dir: Path, reward_dir: Path, *, n_scenes: int) -> dict:
+    """Exact rates of the captioner and TLDR's metrics on held-out perturbations and own captions."""
+    held_out = held_out_scenes(n_scenes)
+    captioner, processor = vlm_load(str(captioner_dir))
+    own, captions = own_caption_set(held_out, captioner, processor)
+    model, reward_processor = TokenRewardModel.load(reward_dir)
+    return {
+        "captioner": captioner_rates(held_out.scenes, captions),
+        "tldr_perturbations": reward_evaluate(model, reward_processor, perturbation_set(held_out)),
+        "tldr_own_captions": reward_evaluate(model, reward_processor, own),
+    }
+
+
+def _atomic_build(target: Path, build: Callable[[Path], dict]) -> dict:
+    """Build into a sibling temporary directory, then rename: a model directory is complete or absent."""
+    tmp = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    start = time.monotonic()
+    stats = build(tmp)
+    tmp.rename(target)
+    return {**stats, "wall_seconds": round(time.monotonic() - start, 1)}
+
+
+def _stage(on_progress: Progress | None, name: str) -> Progress | None:
+    if on_progress is None:
+        return None
+    return lambda fraction, message: on_progress(fraction, f"{name}: {message}")

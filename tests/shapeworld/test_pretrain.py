@@ -1,0 +1,141 @@
+"""A short pretraining run learns, saves a loadable captioner, and its data are what the model expects."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from shapeworld.grammar import VOCABULARY, caption_words, caption_write
+from shapeworld.pretrain import (
+    PretrainConfig,
+    PromptCoder,
+    batches_from_pools,
+    captioner_pretrain,
+    correction_input,
+    example_pools,
+    lr_factor,
+    patch_targets,
+    pixels_normalise,
+    pools_open,
+)
+from shapeworld.render import scene_render
+from shapeworld.scene import ObjectGroup, Scene, scene_sample
+from shapeworld.tiny_vlm import CAPTION_INSTRUCTION, TinyVlmConfig, correction_instruction, tiny_vlm_build
+
+MICRO = TinyVlmConfig(
+    image_size=32,
+    patch_size=8,
+    vision_hidden=32,
+    vision_layers=1,
+    vision_heads=2,
+    text_hidden=32,
+    text_layers=1,
+    text_heads=2,
+)
+MICRO_RUN = PretrainConfig(minutes=0.05, batch_size=16, lr=3e-3, warmup_steps=5, save_reserve_s=0.0, model=MICRO)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("captioner")
+    progress = []
+    stats = captioner_pretrain(MICRO_RUN, directory, on_progress=lambda f, m: progress.append((f, m)))
+    return directory, stats, progress
+
+
+def test_a_short_run_lowers_the_loss_and_reports_progress(trained):
+    _, stats, progress = trained
+    assert stats["steps"] > 5
+    assert stats["final_loss"] < stats["first_loss"]
+    assert stats["seconds"] < 10
+    assert progress[-1][0] == 1.0
+
+
+def test_the_run_saves_a_captioner_that_loads_and_writes_vocabulary_words(trained):
+    directory, _, _ = trained
+    model = AutoModelForImageTextToText.from_pretrained(directory).eval()
+    processor = AutoProcessor.from_pretrained(directory)
+    processor.tokenizer.padding_side = "left"
+    images = [scene_render(scene_sample(random.Random(i)), size=MICRO.image_size) for i in range(3)]
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": CAPTION_INSTRUCTION}]}]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = processor(images=images, text=[prompt] * 3, padding=True, return_tensors="pt")
+    output = model.generate(**inputs, max_new_tokens=12, do_sample=False, bad_words_ids=[[processor.image_token_id]])
+    captions = processor.tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert len(captions) == 3
+    allowed = set(VOCABULARY) | {"describe", "fix", "caption", "look", "again", "at", "answer", ":", "nothing"}
+    for caption in captions:
+        assert all(word in allowed for word, _, _ in caption_words(caption))
+
+
+def test_prompt_coder_matches_the_chat_template_with_an_answer():
+    _, processor = tiny_vlm_build(MICRO)
+    coder = PromptCoder(processor)
+    answer = "a large red circle with the letter K is left of two small blue stars ."
+    for instruction in (CAPTION_INSTRUCTION, correction_instruction(answer, ["red", "K"])):
+        messages = [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": instruction}]},
+            {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+        ]
+        text = processor.apply_chat_template(messages)
+        expected = processor(images=[scene_render(scene_sample(random.Random(0)), size=32)], text=[text])
+        ids, answer_start = coder.sequence(instruction, answer)
+        assert ids == expected["input_ids"][0]
+        assert processor.tokenizer.decode(ids[answer_start:], skip_special_tokens=True) == answer
+
+
+def test_patch_targets_label_the_patches_under_an_object():
+    scene = Scene(groups=(ObjectGroup("square", "blue", "large", 1, "K", ((0.5, 0.5),)),))
+    targets = patch_targets(scene, grid=4).reshape(4, 4, -1)
+    assert targets[0, 0].tolist() == [0] * 7  # a corner is background
+    # group 1, square, blue, large, one object, letter K, no group after it
+    assert targets[1, 1].tolist() == [1, 2, 3, 2, 1, 2 + 3, 1]
+    assert (targets[1:3, 1:3, 0] == 1).all()
+
+
+def test_correction_input_flags_the_perturbed_words():
+    scene = scene_sample(random.Random(2))
+    caption = caption_write(scene)
+    config = PretrainConfig(correction_true_flag=0.0, correction_untouched=0.0)
+    shown, flagged = correction_input(scene, caption, random.Random(0), config)
+    assert shown != caption and flagged
+    assert set(flagged) <= {w for w, _, _ in caption_words(shown)}
+
+
+def test_the_data_stream_depends_only_on_the_seed():
+    _, processor = tiny_vlm_build(MICRO)
+    coder = PromptCoder(processor)
+    first, second = (
+        next(batches_from_pools(example_pools(coder, MICRO_RUN), MICRO_RUN, processor.tokenizer.pad_token_id))
+        for _ in range(2)
+    )
+    for key in first:
+        assert torch.equal(first[key], second[key])
+
+
+def test_learning_rate_warms_up_then_follows_a_cosine_over_time():
+    config = PretrainConfig(warmup_steps=10, min_lr_ratio=0.0)
+    assert lr_factor(0, 0.0, config) == pytest.approx(0.1)
+    assert lr_factor(50, 0.0, config) == pytest.approx(1.0)
+    assert lr_factor(50, 0.5, config) == pytest.approx(0.5)
+    assert lr_factor(50, 1.0, config) == pytest.approx(0.0)
+
+
+def test_the_background_process_makes_the_same_examples_as_this_one():
+    _, processor = tiny_vlm_build(MICRO)
+    coder = PromptCoder(processor)
+    expected = next(example_pools(coder, MICRO_RUN))
+    with pools_open(coder, MICRO_RUN) as pools:
+        made = next(pools)
+    assert [e.input_ids for e in made] == [e.input_ids for e in expected]
+    assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(made, expected, strict=True))
+
+
+def test_training_pixels_equal_the_processors():
+    _, processor = tiny_vlm_build(MICRO)
+    images = [scene_render(scene_sample(random.Random(i)), size=MICRO.image_size) for i in range(3)]
+    expected = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    pixels = pixels_normalise(np.stack([np.asarray(image) for image in images]))
+    assert torch.allclose(pixels, expected, atol=1e-6)
