@@ -17,9 +17,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
+# First run: trains the built-in models (cached after), seeds the demo project, then serves the app
+# with a worker on the embedded broker; Ctrl+C stops both.
 demo: $(VENV)/.installed
-	$(PY) -m reward bootstrap --models-dir $(MODELS_DIR)
-	$(PY) -m reward detect --models-dir $(MODELS_DIR) --shapeworld-samples 6
+	TLDR_MODELS_DIR=$(MODELS_DIR) $(PY) -m reward bootstrap
+	$(PY) -m reward detect --models-dir $(MODELS_DIR) --shapeworld-samples 4
+	$(PY) manage.py migrate --noinput
+	TLDR_MODELS_DIR=$(MODELS_DIR) $(PY) manage.py seed_demo
+	@echo "TLDR Annotator: http://127.0.0.1:8000/  (log in with a login printed above; Ctrl+C stops it)"
+	TLDR_MODELS_DIR=$(MODELS_DIR) $(VENV)/bin/celery -A config worker -Q gpu,default -c 1 --pool solo \
+		--loglevel warning & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+		TLDR_MODELS_DIR=$(MODELS_DIR) $(PY) manage.py runserver --noreload 127.0.0.1:8000
 
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

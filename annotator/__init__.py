@@ -1,0 +1,1 @@
+"""The annotation app: projects, images, captions, detections, tasks with leases, corrections, jobs."""

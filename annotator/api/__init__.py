@@ -1,0 +1,1 @@
+"""The DRF API: what the pages do, for scripts too (session + CSRF, or token auth)."""

@@ -1,0 +1,51 @@
+"""The active models, loaded once per worker process and kept for every task that process runs.
+
+Loading a VLM takes seconds to minutes; a worker that reloaded per task would spend its life loading.
+One model of each kind is kept (`maxsize=1`): activating a new version makes the next task load it
+and lets the old one be freed. Nothing here runs at import, so a prefork worker's parent never
+touches CUDA; the first task in each child loads the model there.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from django.conf import settings
+from transformers import PreTrainedModel, ProcessorMixin
+
+from reward.model import TokenRewardModel
+from reward.vlm import vlm_load
+
+
+def model_dir(path: str) -> Path:
+    """A ModelVersion's folder: relative paths live under TLDR_MODELS_DIR."""
+    folder = Path(path)
+    return folder if folder.is_absolute() else Path(settings.TLDR_MODELS_DIR) / folder
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def reward_model_get(path: str) -> tuple[TokenRewardModel, ProcessorMixin]:
+    """The reward model of a ModelVersion path, loaded on first use in this process."""
+    return _reward_model_load(str(model_dir(path)), settings.TLDR_BACKBONE or None)
+
+
+def captioner_get(path: str) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """The captioner of a ModelVersion path, loaded on first use in this process."""
+    return _captioner_load(str(model_dir(path)))
+
+
+@lru_cache(maxsize=1)
+def _reward_model_load(folder: str, backbone: str | None) -> tuple[TokenRewardModel, ProcessorMixin]:
+    model, processor = TokenRewardModel.load(folder, base_model_override=backbone)
+    return model.to(_device()).eval(), processor
+
+
+@lru_cache(maxsize=1)
+def _captioner_load(folder: str) -> tuple[PreTrainedModel, ProcessorMixin]:
+    model, processor = vlm_load(folder)
+    return model.to(_device()).eval(), processor

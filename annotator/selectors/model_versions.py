@@ -1,0 +1,19 @@
+"""Reads of model versions."""
+
+from __future__ import annotations
+
+from annotator.models import ModelVersion
+
+
+class ModelNotActive(Exception):
+    """No active model of a kind; the message says how to get one."""
+
+
+def model_version_active(*, kind: str) -> ModelVersion:
+    version = ModelVersion.objects.filter(kind=kind, status=ModelVersion.Status.ACTIVE).first()
+    if version is None:
+        raise ModelNotActive(
+            f"no active {kind} model: run `python -m reward bootstrap` and `python manage.py seed_demo`, "
+            f"or activate a {kind} model version in the admin"
+        )
+    return version

@@ -1,0 +1,45 @@
+"""The demo project: shapeworld scenes, captioned by the default captioner and scored by TLDR."""
+
+from __future__ import annotations
+
+import io
+import random
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from annotator.models import ModelVersion, Project
+from annotator.services.captioning import captions_generate_for_images
+from annotator.services.imports import images_import
+from annotator.services.model_versions import model_version_activate, model_version_register
+from reward.bootstrap import CAPTIONER, REWARD_MODEL
+from reward.model import MANIFEST
+from shapeworld.render import scene_render
+from shapeworld.scene import scene_sample
+
+DEMO_PROJECT = "Shapeworld demo"
+
+
+def default_models_register(*, models_dir) -> None:
+    """Register and activate the bootstrap's captioner and reward model, or say how to build them."""
+    if not (models_dir / CAPTIONER / "config.json").is_file() or not (models_dir / REWARD_MODEL / MANIFEST).is_file():
+        raise FileNotFoundError(
+            f"no default models under {models_dir}: run `python -m reward bootstrap --models-dir {models_dir}` first"
+        )
+    for kind, name in ((ModelVersion.Kind.POLICY, CAPTIONER), (ModelVersion.Kind.REWARD, REWARD_MODEL)):
+        model_version_activate(model_version=model_version_register(kind=kind, name=name, path=name))
+
+
+def demo_project_seed(*, n_images: int, seed: int = 0) -> Project:
+    """A project of `n_images` rendered scenes whose captions the active models wrote and scored."""
+    project, _ = Project.objects.get_or_create(
+        name=DEMO_PROJECT, defaults={"description": "synthetic scenes with exact ground truth"}
+    )
+    rng = random.Random(seed)
+    uploads = []
+    for index in range(n_images):
+        buffer = io.BytesIO()
+        scene_render(scene_sample(rng)).save(buffer, format="PNG")
+        uploads.append(SimpleUploadedFile(f"scene-{seed}-{index:04d}.png", buffer.getvalue(), "image/png"))
+    report = images_import(project=project, files=uploads)
+    captions_generate_for_images(image_ids=report.created)
+    return project

@@ -1,0 +1,92 @@
+"""Detection before anyone waits: TLDR scores new captions in batches on the GPU queue.
+
+A task is served only once its caption is scored (or in the no-highlight arm). When a new reward
+model becomes active, captions nobody has corrected yet are scored again.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from PIL import Image as PilImage
+
+from annotator.inference import reward_model_get
+from annotator.models import Assignment, Caption, Detection, Image, Job, ModelVersion, Task
+from annotator.selectors.model_versions import model_version_active
+from annotator.services.jobs import Progress, job_create, job_enqueue_on_commit
+from reward.detect import score
+
+DETECT_BATCH = 32
+
+
+def image_pixels(image: Image) -> PilImage.Image:
+    """The stored image as RGB pixels, read through the storage API (local disk or a bucket)."""
+    with image.file.open("rb") as stream, PilImage.open(stream) as opened:
+        return opened.convert("RGB")
+
+
+def captions_detect(*, caption_ids: list[int], on_progress: Progress | None = None) -> int:
+    """Score the captions with the active reward model, store current detections, open their tasks.
+
+    Returns how many captions were scored; ids of deleted captions are passed over.
+    """
+    captions = list(Caption.objects.filter(pk__in=caption_ids).select_related("image").order_by("pk"))
+    if not captions:
+        return 0
+    version = model_version_active(kind=ModelVersion.Kind.REWARD)
+    reward_model, processor = reward_model_get(version.path)
+    for start in range(0, len(captions), DETECT_BATCH):
+        batch = captions[start : start + DETECT_BATCH]
+        word_scores = score(
+            reward_model, processor, [image_pixels(caption.image) for caption in batch], [c.text for c in batch]
+        )
+        with transaction.atomic():
+            Detection.objects.filter(caption__in=batch, is_current=True).update(is_current=False)
+            Detection.objects.bulk_create(
+                [
+                    Detection(
+                        caption=caption,
+                        reward_model_version=version,
+                        words=[{"text": w.text, "start": w.start, "end": w.end, "p_bad": w.p_bad} for w in words],
+                        caption_p_bad=max((w.p_bad for w in words), default=0.0),
+                    )
+                    for caption, words in zip(batch, word_scores, strict=True)
+                ]
+            )
+            Task.objects.filter(caption__in=batch, status=Task.Status.PENDING).update(status=Task.Status.READY)
+        if on_progress is not None:
+            on_progress(
+                (start + len(batch)) / len(captions), f"scored {start + len(batch)} of {len(captions)} captions"
+            )
+    return len(captions)
+
+
+def detection_enqueue(*, caption_ids: list[int], created_by: AbstractBaseUser | None = None) -> Job:
+    """A detection job for the captions, sent to the GPU queue when the transaction commits."""
+    from annotator.tasks import captions_detect_task
+
+    job = job_create(kind=Job.Kind.DETECT, payload={"caption_ids": caption_ids}, created_by=created_by)
+    job_enqueue_on_commit(job=job, send=captions_detect_task.delay)
+    return job
+
+
+def captions_unfinished_ids() -> list[int]:
+    """Captions whose task is still open and that nobody has corrected: what a new reward model re-scores."""
+    corrected = Assignment.objects.filter(status=Assignment.Status.SUBMITTED).values("task")
+    return list(
+        Task.objects.exclude(status=Task.Status.DONE).exclude(pk__in=corrected).values_list("caption_id", flat=True)
+    )
+
+
+def detections_refresh_enqueue(*, model_version: ModelVersion) -> Job | None:
+    """A re-scoring job for the newly active reward model (None when no caption waits for one).
+
+    The job picks the captions when it runs, so a caption corrected meanwhile is left alone.
+    """
+    from annotator.tasks import detections_refresh_task
+
+    if not captions_unfinished_ids():
+        return None
+    job = job_create(kind=Job.Kind.RESCORE, payload={"model_version_id": model_version.pk})
+    job_enqueue_on_commit(job=job, send=detections_refresh_task.delay)
+    return job

@@ -1,0 +1,127 @@
+"""The next-task queue: leases with expiry and heartbeat, skip, overlap k, resume after a reload.
+
+PostgreSQL serves concurrent annotators with `SELECT … FOR UPDATE SKIP LOCKED` on the task row:
+a task another request is leasing right now is passed over instead of waited for, and the slot
+count is taken again under the lock (a fresh statement sees every lease committed before it), so
+no caption ever has more than `project.overlap` live leases and submitted corrections. SQLite
+ignores SKIP LOCKED; its transactions start IMMEDIATE (see settings), which serialises leasing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from annotator.models import Arm, Assignment, Project, Task
+from annotator.selectors.tasks import assignment_current, assignment_for_update, task_slots_taken, tasks_open_for
+from annotator.services.arms import arm_draw
+from annotator.services.timing import ClientEvent, events_merge
+
+# Tasks found full under the lock (another request filled them between the snapshot and the lock)
+# before giving up; each try costs one short query.
+LEASE_TRIES = 8
+
+
+class LeaseExpired(Exception):
+    """The annotator no longer holds the task; `corrected_text` is what it tried to submit, kept."""
+
+    def __init__(self, detail: str, *, corrected_text: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.corrected_text = corrected_text
+
+
+def task_lease_next(*, annotator: AbstractBaseUser, project: Project, now: datetime) -> Assignment | None:
+    """The annotator's task to work on: its unexpired lease if it has one, else a new lease, else None."""
+    with transaction.atomic():
+        # One request per annotator at a time: a double click on "next" must not take two leases.
+        get_user_model().objects.select_for_update().filter(pk=annotator.pk).first()
+        if current := assignment_current(annotator=annotator, project=project, now=now):
+            return current
+        arm = arm_draw(annotator=annotator, project=project)
+        # The no-highlight arm shows nothing TLDR wrote, so it need not wait for detection.
+        statuses = [Task.Status.READY, Task.Status.PENDING] if arm == Arm.NONE else [Task.Status.READY]
+        task = _task_with_free_slot_lock(annotator=annotator, project=project, now=now, statuses=statuses)
+        if task is None:
+            return None
+        expires_at = now + timedelta(seconds=project.lease_seconds)
+        assignment = Assignment.objects.filter(task=task, annotator=annotator).first()
+        if assignment is None:
+            return Assignment.objects.create(
+                task=task, annotator=annotator, arm=arm, leased_at=now, expires_at=expires_at, served_at=now
+            )
+        # The annotator's own lease on this task had expired and nobody took the slot: it comes back
+        # with its arm, events and draft, so its timing and text carry on.
+        assignment.leased_at, assignment.expires_at = now, expires_at
+        assignment.save(update_fields=["leased_at", "expires_at"])
+        return assignment
+
+
+def _task_with_free_slot_lock(
+    *, annotator: AbstractBaseUser, project: Project, now: datetime, statuses: list[str]
+) -> Task | None:
+    """The first open task, row-locked, with a slot still free under the lock.
+
+    Rows other requests are leasing are skipped first; only when that finds nothing does it wait
+    for them (their transactions are short), since a skipped row may still have a free slot (k > 1)
+    and an annotator must not be told "nothing to do" while work is left.
+    """
+    for skip_locked in (True, False):
+        full: list[int] = []
+        for _ in range(LEASE_TRIES):
+            task = (
+                tasks_open_for(annotator=annotator, project=project, now=now, statuses=statuses)
+                .exclude(pk__in=full)
+                .select_for_update(skip_locked=skip_locked, of=("self",))
+                .first()
+            )
+            if task is None:
+                break
+            if task_slots_taken(task=task, now=now) < project.overlap:
+                return task
+            full.append(task.pk)
+    return None
+
+
+def lease_renew(*, annotator: AbstractBaseUser, task: Task, now: datetime) -> Assignment:
+    """Heartbeat: push the lease's expiry out by the project's lease length, or `LeaseExpired`."""
+    with transaction.atomic():
+        assignment = assignment_for_update(annotator=annotator, task=task)
+        if assignment.status != Assignment.Status.LEASED or assignment.expires_at <= now:
+            raise LeaseExpired(lease_lost_detail(assignment))
+        assignment.expires_at = now + timedelta(seconds=task.project.lease_seconds)
+        assignment.heartbeat_at = now
+        assignment.save(update_fields=["expires_at", "heartbeat_at"])
+        return assignment
+
+
+def task_skip(*, annotator: AbstractBaseUser, task: Task) -> None:
+    """Give the task back: its slot opens for someone else and this annotator never gets it again."""
+    with transaction.atomic():
+        assignment = assignment_for_update(annotator=annotator, task=task)
+        if assignment.status == Assignment.Status.LEASED:
+            assignment.status = Assignment.Status.SKIPPED
+            assignment.save(update_fields=["status"])
+
+
+def events_record(*, annotator: AbstractBaseUser, task: Task, events: list[ClientEvent]) -> None:
+    """Keep the client's timing events of a task still being worked on (see `services.timing`)."""
+    with transaction.atomic():
+        assignment = assignment_for_update(annotator=annotator, task=task)
+        if assignment.status == Assignment.Status.LEASED:
+            assignment.events = events_merge(assignment.events, events)
+            assignment.save(update_fields=["events"])
+
+
+def lease_lost_detail(assignment: Assignment) -> str:
+    if assignment.status == Assignment.Status.SUBMITTED:
+        return "This task was already submitted. Ask for the next task."
+    if assignment.status == Assignment.Status.SKIPPED:
+        return "This task was skipped. Ask for the next task."
+    return (
+        "Your lease on this task expired. Your text is kept: ask for the next task; if the caption is "
+        "still free it comes back to you with your text as a draft, otherwise copy your text if you need it."
+    )

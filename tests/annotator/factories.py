@@ -1,0 +1,120 @@
+"""factory_boy factories of the annotator's rows; images are real (tiny) PNGs through the storage API."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.files.base import ContentFile
+from PIL import Image as PilImage
+
+from annotator.models import Caption, Detection, Image, ModelVersion, Project, Task
+from annotator.selectors.projects import ANNOTATOR_GROUP
+
+
+def png_bytes(size: tuple[int, int] = (16, 12), colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    buffer = io.BytesIO()
+    PilImage.new("RGB", size, colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"person{n}")
+    password = factory.PostGenerationMethodCall("set_password", "pw-for-tests")
+
+
+class AnnotatorFactory(UserFactory):
+    @factory.post_generation
+    def annotator_group(self, create: bool, extracted: object, **kwargs: object) -> None:
+        if create:
+            self.groups.add(Group.objects.get_or_create(name=ANNOTATOR_GROUP)[0])
+            self.save()
+
+
+class AdminFactory(UserFactory):
+    is_staff = True
+    is_superuser = True
+
+
+class ProjectFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Project
+        skip_postgeneration_save = True
+
+    name = factory.Sequence(lambda n: f"project {n}")
+
+    @factory.post_generation
+    def members(self, create: bool, extracted: list | None, **kwargs: object) -> None:
+        if create and extracted:
+            self.annotators.add(*extracted)
+
+
+class ImageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Image
+
+    project = factory.SubFactory(ProjectFactory)
+    original_name = factory.Sequence(lambda n: f"scene{n}.png")
+    width, height = 16, 12
+    file = factory.LazyAttributeSequence(
+        lambda image, n: ContentFile(png_bytes(colour=(n % 256, (7 * n) % 256, 90)), name=image.original_name)
+    )
+    sha256 = factory.Sequence(lambda n: hashlib.sha256(f"image {n}".encode()).hexdigest())
+
+
+class CaptionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Caption
+
+    image = factory.SubFactory(ImageFactory)
+    text = "two red circles left of a blue square"
+    source = Caption.Source.IMPORT
+
+
+class TaskFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Task
+
+    caption = factory.SubFactory(CaptionFactory, image__project=factory.SelfAttribute("...project"))
+    project = factory.SubFactory(ProjectFactory)
+    status = Task.Status.READY
+
+
+class ModelVersionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ModelVersion
+
+    kind = ModelVersion.Kind.REWARD
+    name = factory.Sequence(lambda n: f"tldr-{n}")
+    path = factory.LazyAttribute(lambda version: version.name)
+
+
+class DetectionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Detection
+
+    caption = factory.SubFactory(CaptionFactory)
+    reward_model_version = factory.SubFactory(ModelVersionFactory)
+    words = factory.LazyAttribute(
+        lambda detection: [
+            {"text": word, "start": start, "end": start + len(word), "p_bad": 0.9 if word == "red" else 0.1}
+            for word, start in _words(detection.caption.text)
+        ]
+    )
+    caption_p_bad = factory.LazyAttribute(lambda detection: max(word["p_bad"] for word in detection.words))
+
+
+def _words(text: str) -> list[tuple[str, int]]:
+    words, position = [], 0
+    for word in text.split():
+        position = text.index(word, position)
+        words.append((word, position))
+        position += len(word)
+    return words

@@ -1,0 +1,84 @@
+"""Production refuses to start with DEBUG on or a default secret key; local defaults need no server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD_SECRET = "k" * 20 + "a-real-random-production-secret-0123456789"
+
+
+def _settings_load(**environment: str) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if key not in {"DEBUG", "SECRET_KEY", "DJANGO_ENV"}}
+    env.update(environment, DJANGO_SETTINGS_MODULE="config.settings")
+    code = "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("environment", "complaint"),
+    [
+        ({"DJANGO_ENV": "production", "DEBUG": "true", "SECRET_KEY": GOOD_SECRET}, "DEBUG"),
+        ({"DJANGO_ENV": "production"}, "SECRET_KEY"),
+        ({"DEBUG": "false"}, "SECRET_KEY"),
+        ({"DJANGO_ENV": "production", "SECRET_KEY": "short"}, "SECRET_KEY"),
+    ],
+)
+def test_production_refuses_to_start_insecurely(environment, complaint):
+    result = _settings_load(**environment)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and complaint in result.stderr
+
+
+def test_production_with_a_real_secret_starts_with_secure_cookies():
+    code_env = {"DJANGO_ENV": "production", "SECRET_KEY": GOOD_SECRET, "ALLOWED_HOSTS": "tldr.example.org"}
+    env = {**os.environ, **code_env, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    env.pop("DEBUG", None)
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.DEBUG, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_SECONDS > 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["False", "True", "True", "True"], result.stderr
+
+
+def test_local_defaults_are_sqlite_and_the_embedded_broker():
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DEBUG", "DJANGO_ENV", "SECRET_KEY"}
+    }
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.DEBUG)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["django.db.backends.sqlite3", "filesystem://", "True"], result.stderr
+
+
+def test_celery_routes_model_work_to_the_gpu_queue():
+    from config.celery import app
+
+    assert app.conf.task_acks_late and app.conf.worker_prefetch_multiplier == 1
+    for task in ("captions_detect_task", "captions_generate_task", "detections_refresh_task"):
+        assert app.conf.task_routes[f"annotator.tasks.{task}"] == {"queue": "gpu"}
+    assert {(queue.name, queue.exchange.name, queue.routing_key) for queue in app.conf.task_queues} == {
+        ("gpu", "gpu", "gpu"),
+        ("default", "default", "default"),
+    }
+
+
+def test_compose_file_has_every_service():
+    yaml = pytest.importorskip("yaml")
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) >= {"postgres", "redis", "web", "worker-gpu", "worker-cpu", "beat"}
+    gpu = services["worker-gpu"]
+    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert "-Q gpu" in " ".join(gpu["command"]) and "-c 1" in " ".join(gpu["command"])
