@@ -20,4 +20,4 @@ COPY static static
 
 USER tldr
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "4"]
+CMD ["gunicorn", "config.wsgi", "-c", "config/gunicorn.py"]

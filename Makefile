@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 MODELS_DIR ?= var/models
 
-.PHONY: demo test lint clean-models
+.PHONY: demo test lint clean-models chromium
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,14 @@ demo: $(VENV)/.installed
 		--loglevel warning & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 		TLDR_MODELS_DIR=$(MODELS_DIR) $(PY) manage.py runserver --noreload 127.0.0.1:8000
 
-test: $(VENV)/.installed
+# The browser tests drive Debian's Chromium (never a browser a tool downloads by itself).
+chromium:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get install -y -q chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }; \
+		else echo "The browser tests need Chromium: sudo apt-get install -y chromium" >&2; fi; }
+
+test: $(VENV)/.installed chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 

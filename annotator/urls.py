@@ -4,5 +4,14 @@ from annotator import views
 
 urlpatterns = [
     path("", views.project_list, name="project-list"),
+    path("projects/new/", views.project_new, name="project-new"),
+    path("projects/<int:project_id>/", views.project_admin, name="project-admin"),
+    path("projects/<int:project_id>/images/", views.project_images_upload, name="project-images-upload"),
+    path("projects/<int:project_id>/captions/import/", views.project_captions_import, name="project-captions-import"),
+    path(
+        "projects/<int:project_id>/captions/generate/",
+        views.project_captions_generate,
+        name="project-captions-generate",
+    ),
     path("projects/<int:project_id>/annotate/", views.project_annotate, name="project-annotate"),
 ]

@@ -1,20 +1,188 @@
-"""Server-rendered pages: the user's projects, and the annotation page (its script talks to /api/)."""
+"""Server-rendered pages: the user's projects, the annotation page (its script talks to /api/), and the
+admin's project pages, which turn a form into a service call and its report into messages (post,
+redirect, get: a reload never imports twice)."""
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from collections.abc import Callable
+from functools import wraps
 
-from annotator.selectors.projects import projects_visible
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from annotator.forms import CaptionImportForm, ImageUploadForm, ProjectCreateForm
+from annotator.models import Project
+from annotator.selectors.jobs import jobs_recent_for_project
+from annotator.selectors.model_versions import ModelNotActive, model_versions_active_by_kind
+from annotator.selectors.projects import captions_recent, project_counts, projects_visible, user_is_admin
+from annotator.services.captioning import captioning_enqueue_uncaptioned
+from annotator.services.imports import (
+    CaptionFileRejected,
+    CaptionImportReport,
+    ImageImportReport,
+    ImportProblem,
+    captions_import,
+    images_import,
+)
+from annotator.services.projects import project_create
+
+# A file with thousands of bad lines would bury the page; the API returns every problem.
+PROBLEMS_SHOWN = 50
+NAMES_SHOWN = 20
+
+View = Callable[..., HttpResponse]
+
+
+def admin_required(view: View) -> View:
+    """Anonymous people are sent to the login page; signed-in people who are not admins get 403."""
+
+    @wraps(view)
+    def admin_only(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        if not user_is_admin(request.user):
+            raise PermissionDenied("Only admins (staff users) may do this.")
+        return view(request, *args, **kwargs)
+
+    return login_required(admin_only)
 
 
 @login_required
 def project_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "annotator/project_list.html", {"projects": projects_visible(user=request.user)})
+    return render(
+        request,
+        "annotator/project_list.html",
+        {"projects": projects_visible(user=request.user), "is_admin": user_is_admin(request.user)},
+    )
 
 
 @login_required
 def project_annotate(request: HttpRequest, project_id: int) -> HttpResponse:
     project = get_object_or_404(projects_visible(user=request.user), pk=project_id)
     return render(request, "annotator/annotate.html", {"project": project, "api_base": "/api"})
+
+
+@admin_required
+def project_new(request: HttpRequest) -> HttpResponse:
+    form = ProjectCreateForm(request.POST) if request.method == "POST" else ProjectCreateForm()
+    if request.method == "POST" and form.is_valid():
+        project = project_create(**form.cleaned_data)
+        messages.success(request, f"Created project “{project.name}”: upload its images and captions below.")
+        return redirect("project-admin", project_id=project.pk)
+    return render(request, "annotator/project_new.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@admin_required
+@require_GET
+def project_admin(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = get_object_or_404(Project.objects.prefetch_related("annotators"), pk=project_id)
+    context = {
+        "project": project,
+        "counts": project_counts(project=project, now=timezone.now()),
+        "model_versions": model_versions_active_by_kind(),
+        "jobs": jobs_recent_for_project(project=project),
+        "captions": captions_recent(project=project),
+        "image_form": ImageUploadForm(),
+        "caption_form": CaptionImportForm(),
+    }
+    return render(request, "annotator/project_admin.html", context)
+
+
+@admin_required
+@require_POST
+def project_images_upload(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = get_object_or_404(Project, pk=project_id)
+    form = ImageUploadForm(request.POST, request.FILES)
+    if form.is_valid():
+        _messages_image_report(request, images_import(project=project, files=form.cleaned_data["files"]))
+    else:
+        _messages_form_errors(request, form)
+    return redirect("project-admin", project_id=project.pk)
+
+
+@admin_required
+@require_POST
+def project_captions_import(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = get_object_or_404(Project, pk=project_id)
+    form = CaptionImportForm(request.POST, request.FILES)
+    if not form.is_valid():
+        _messages_form_errors(request, form)
+        return redirect("project-admin", project_id=project.pk)
+    upload = form.cleaned_data["file"]
+    try:
+        report = captions_import(
+            project=project, file=upload, file_format=form.cleaned_data["file_format"] or None, created_by=request.user
+        )
+    except CaptionFileRejected as error:
+        messages.error(request, str(error))
+    else:
+        _messages_caption_report(request, report, file_name=upload.name)
+    return redirect("project-admin", project_id=project.pk)
+
+
+@admin_required
+@require_POST
+def project_captions_generate(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = get_object_or_404(Project, pk=project_id)
+    try:
+        job = captioning_enqueue_uncaptioned(project=project, created_by=request.user)
+    except ModelNotActive as error:
+        messages.error(request, str(error))
+    else:
+        if job is None:
+            messages.info(request, "Every image of the project has a caption or is being captioned: nothing to do.")
+        else:
+            count = _count(len(job.payload["image_ids"]), "image")
+            messages.success(request, f"Captioning {count} without a caption: job #{job.pk}, its progress is below.")
+    return redirect("project-admin", project_id=project.pk)
+
+
+def _messages_image_report(request: HttpRequest, report: ImageImportReport) -> None:
+    if report.created:
+        names = _names(report.created_names)
+        messages.success(request, f"Imported {_count(len(report.created), 'image')}: {names}.")
+    if report.duplicates:
+        names = _names(report.duplicates)
+        messages.info(request, f"Already in the project, not stored again: {names}.")
+    if not (report.created or report.duplicates or report.problems):
+        messages.warning(request, "Nothing imported: the upload held no image files.")
+    _messages_problems(request, report.problems)
+
+
+def _messages_caption_report(request: HttpRequest, report: CaptionImportReport, *, file_name: str) -> None:
+    if report.created:
+        count = _count(len(report.created), "caption")
+        if report.detection_job_id is not None:
+            scoring = f"TLDR scores them in job #{report.detection_job_id}"
+        else:
+            scoring = "no reward model is active, so their tasks wait for one (activate it in the admin)"
+        messages.success(request, f"Imported {count} from {file_name}; {scoring}.")
+    elif not report.problems:
+        messages.warning(request, f"Nothing imported: {file_name} holds no captions.")
+    _messages_problems(request, report.problems)
+
+
+def _messages_problems(request: HttpRequest, problems: list[ImportProblem]) -> None:
+    for problem in problems[:PROBLEMS_SHOWN]:
+        messages.error(request, str(problem))
+    if len(problems) > PROBLEMS_SHOWN:
+        hidden = _count(len(problems) - PROBLEMS_SHOWN, "more problem")
+        messages.error(request, f"…and {hidden}, not listed here; the import API reports every one.")
+
+
+def _messages_form_errors(request: HttpRequest, form: ImageUploadForm | CaptionImportForm) -> None:
+    for errors in form.errors.values():
+        for error in errors:
+            messages.error(request, error)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:NAMES_SHOWN])
+    return shown if len(names) <= NAMES_SHOWN else f"{shown} and {len(names) - NAMES_SHOWN} more"

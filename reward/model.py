@@ -206,9 +206,9 @@ def reward_loss(
     mask = response_mask.to(logits.device).bool()
     bad = token_bad.to(logits.device).float() * mask
     if objective == "naive":
-        last = (mask.long().cumsum(dim=1) == mask.sum(dim=1, keepdim=True)) & mask  # [B, T], one True per row
-        logits = logits[last]  # [B]
-        bad = (bad.sum(dim=1) > 0).float()
+        last = (mask.long().cumsum(dim=1) == mask.sum(dim=1, keepdim=True)) & mask  # [B, T], ≤ 1 True per row
+        logits = logits[last]  # [rows with a response]: an empty caption has no last token to judge
+        bad = (bad.sum(dim=1) > 0).float()[mask.any(dim=1)]
         mask = torch.ones_like(bad, dtype=torch.bool)
     weight = torch.where(bad > 0, bad_weight, 1.0) * mask
     losses = F.binary_cross_entropy_with_logits(logits.float(), 1.0 - bad, reduction="none")

@@ -20,7 +20,9 @@ from reward.data import LabelledCaption, own_caption_examples, shapeworld_stream
 from reward.model import TokenRewardModel, reward_loss
 from reward.tokens import encode_responses, token_labels_from_words
 from reward.vlm import CAPTION_PROMPT, captions_generate
-from shapeworld.scene import WorldConfig
+from shapeworld.background import background_iterate
+from shapeworld.render import scene_render
+from shapeworld.scene import WorldConfig, scene_sample
 
 Progress = Callable[[float, str], None]
 
@@ -108,6 +110,18 @@ def reward_train(
     }
 
 
+def synthetic_pools(seed: int, world: WorldConfig, size: int) -> Iterator[list[LabelledCaption]]:
+    """Endless shuffled pools of at least `size` true captions and hard negatives; the seed decides all."""
+    rng = random.Random(seed)
+    stream = shapeworld_stream(rng, world)
+    while True:
+        pool: list[LabelledCaption] = []
+        while len(pool) < size:
+            pool.extend(next(stream)[2])
+        rng.shuffle(pool)
+        yield pool
+
+
 def shapeworld_batches(
     rng: random.Random,
     world: WorldConfig,
@@ -116,36 +130,44 @@ def shapeworld_batches(
     captioner: tuple[PreTrainedModel, ProcessorMixin] | None = None,
     own_share: float = 0.4,
     own_chunk: int = 256,
+    data_process: bool = True,
 ) -> Iterator[list[LabelledCaption]]:
     """Endless shuffled batches: true captions, hard negatives and (with a captioner) its own captions.
 
-    Own captions are sampled (temperature 1) in chunks for fresh scenes and labelled by the parser: the
-    real errors of the policy the reward model will judge. Half the chunk is greedy, the captions the
-    app will actually show.
+    `own_share` is the share of each batch's examples that are the captioner's own captions. Own
+    captions are made in chunks for fresh scenes (generation is batched) and labelled by the parser:
+    the real errors of the policy the reward model will judge. Half a chunk is greedy, the captions the
+    app will actually show; half is sampled at temperature 1, for the variety of errors. The synthetic
+    examples are made by a background process (`data_process`), which roughly doubles the steps a
+    CPU fits into a budget; closing the generator stops that process.
     """
-    stream = shapeworld_stream(rng, world)
-    pool: list[LabelledCaption] = []
-    while True:
-        while len(pool) < batch_size * 4:
-            if captioner is not None and rng.random() < own_share:
-                pool.extend(_own_chunk(stream, captioner, own_chunk, seed=rng.randrange(2**31)))
-            else:
-                pool.extend(next(stream)[2])
-        rng.shuffle(pool)
-        batch, pool = pool[:batch_size], pool[batch_size:]
-        yield batch
+    own_wanted = round(own_share * batch_size) if captioner is not None else 0
+    size = batch_size - own_wanted
+    own: list[LabelledCaption] = []
+    synthetic: list[LabelledCaption] = []
+    with background_iterate(synthetic_pools, rng.randrange(2**31), world, size * 8, enabled=data_process) as pools:
+        while True:
+            if len(synthetic) < size:
+                synthetic.extend(next(pools))
+            if len(own) < own_wanted:
+                own.extend(_own_chunk(rng, world, captioner, max(own_chunk, own_wanted)))
+            batch = synthetic[:size] + own[:own_wanted]
+            synthetic, own = synthetic[size:], own[own_wanted:]
+            rng.shuffle(batch)
+            yield batch
 
 
 def _own_chunk(
-    stream: Iterator, captioner: tuple[PreTrainedModel, ProcessorMixin], size: int, *, seed: int
+    rng: random.Random, world: WorldConfig, captioner: tuple[PreTrainedModel, ProcessorMixin], size: int
 ) -> list[LabelledCaption]:
     model, processor = captioner
-    scenes, images = [], []
-    for _ in range(size):
-        scene, image, _ = next(stream)
-        scenes.append(scene)
-        images.append(image)
+    scenes = [scene_sample(rng, world) for _ in range(size)]
+    images = [scene_render(scene, world.image_size) for scene in scenes]
     half = size // 2
-    captions = captions_generate(model, processor, images[:half], batch_size=64)
-    captions += captions_generate(model, processor, images[half:], do_sample=True, seed=seed, batch_size=64)
-    return own_caption_examples(scenes, images, captions)
+    captions = captions_generate(model, processor, images[:half], batch_size=128)
+    captions += captions_generate(
+        model, processor, images[half:], do_sample=True, seed=rng.randrange(2**31), batch_size=128
+    )
+    examples = own_caption_examples(scenes, images, captions)
+    rng.shuffle(examples)
+    return examples

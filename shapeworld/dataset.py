@@ -80,9 +80,7 @@ def dataset_read(directory: Path | str) -> Iterator[dict]:
     """The records of a dataset folder, in order; image paths are relative to `directory`."""
     path = Path(directory) / CAPTIONS_FILE
     if not path.exists():
-        raise FileNotFoundError(
-            f"no {CAPTIONS_FILE} in {directory}; run `python -m shapeworld generate --out ...`"
-        )
+        raise FileNotFoundError(f"no {CAPTIONS_FILE} in {directory}; run `python -m shapeworld generate --out ...`")
     with path.open(encoding="utf-8") as captions:
         for line in captions:
             if line.strip():

@@ -154,9 +154,7 @@ def group_noun(shape: str, count: int) -> str:
 
 def _unique(scene: Scene, group: ObjectGroup, attrs: tuple[str, ...]) -> bool:
     same = [
-        g
-        for g in scene.groups
-        if g.shape == group.shape and all(getattr(g, a) == getattr(group, a) for a in attrs)
+        g for g in scene.groups if g.shape == group.shape and all(getattr(g, a) == getattr(group, a) for a in attrs)
     ]
     return len(same) == 1
 

@@ -215,9 +215,7 @@ def caption_label(scene: Scene, caption: str) -> list[WordLabel]:
         if parse.phrases[subject].negated or parse.phrases[obj].negated:
             continue
         relation = RELATION_WORDS[parse.words[i][0]]
-        holds = any(
-            relation_holds(relation, a, b) for a in matches[subject] for b in matches[obj] if a is not b
-        )
+        holds = any(relation_holds(relation, a, b) for a in matches[subject] for b in matches[obj] if a is not b)
         labels[i] = _verdict(holds)
     result = []
     for i, (text, start, end) in enumerate(parse.words):

@@ -70,9 +70,7 @@ def caption_perturb(
     return current
 
 
-def caption_perturb_any(
-    scene: Scene, caption: str, rng: random.Random, n_changes: int = 1
-) -> Perturbation | None:
+def caption_perturb_any(scene: Scene, caption: str, rng: random.Random, n_changes: int = 1) -> Perturbation | None:
     """Perturb by a category drawn at random among those that apply to this caption."""
     categories = list(CATEGORIES)
     rng.shuffle(categories)
@@ -238,9 +236,7 @@ def _small_object_candidates(scene: Scene, parse: CaptionParse, rng: random.Rand
 def _ocr_candidates(scene: Scene, parse: CaptionParse, rng: random.Random) -> list[_Edit]:
     """Misread a letter the caption names, or claim one where the caption names none."""
     if parse.letters:
-        return [
-            _Edit({i: other}, {}) for i, _ in parse.letters for other in _others(LETTERS, parse.words[i][0])
-        ]
+        return [_Edit({i: other}, {}) for i, _ in parse.letters for other in _others(LETTERS, parse.words[i][0])]
     matches = phrase_matches(scene, parse)
     edits = []
     for k, phrase in _described(parse):

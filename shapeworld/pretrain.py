@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
-import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +33,7 @@ from torch import nn
 from tqdm import tqdm
 from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
+from shapeworld.background import background_iterate, torch_threads, training_threads
 from shapeworld.grammar import caption_words, caption_write
 from shapeworld.parser import word_kind
 from shapeworld.perturb import caption_perturb_any
@@ -55,6 +54,7 @@ from shapeworld.tiny_vlm import (
     CAPTION_INSTRUCTION,
     PIXEL_MEAN,
     PIXEL_STD,
+    WHOLE_CAPTION,
     TinyVlmConfig,
     correction_instruction,
     prompt_ids,
@@ -106,9 +106,12 @@ class PretrainConfig:
     # given is already true (the answer then repeats it: a flagged word is a hint, not a verdict).
     correction_true_flag: float = 0.3
     correction_untouched: float = 0.1
+    # Of the correction examples: how often no word is named at all (a whole-caption flag, all a
+    # binary reward model gives), so the captioner must find the error itself.
+    correction_whole: float = 0.25
     # Batches are cut from a pool of this many, sorted by length: far less padding to compute on.
     length_pool: int = 8
-    # Make the data in a background process (see `pools_open`); threads None: see `training_threads`.
+    # Make the data in a background process (see `pools_open`); threads None: see `background.training_threads`.
     data_process: bool = True
     torch_threads: int | None = None
     # Seconds kept back from the budget for saving the model, so the whole call ends on time.
@@ -123,9 +126,7 @@ class PretrainConfig:
 def probe_class_counts(world: WorldConfig) -> dict[str, int]:
     """Number of classes of each probe head for scenes drawn from `world`."""
     return {
-        name: classes
-        if classes is not None
-        else 1 + (world.max_groups if name == "group" else world.max_count)
+        name: classes if classes is not None else 1 + (world.max_groups if name == "group" else world.max_count)
         for name, classes in PROBE_CLASSES.items()
     }
 
@@ -192,8 +193,8 @@ class PromptCoder:
     def __init__(self, processor: LlavaProcessor) -> None:
         self.vocab = processor.tokenizer.get_vocab()
         self.eos = processor.tokenizer.eos_token_id
-        marker = self.vocab["nothing"]
-        ids = prompt_ids(processor, "nothing")
+        marker = self.vocab[WHOLE_CAPTION]
+        ids = prompt_ids(processor, WHOLE_CAPTION)
         cut = ids.index(marker)
         self.head, self.tail = ids[:cut], ids[cut + 1 :]
 
@@ -207,17 +208,18 @@ class PromptCoder:
         return prompt + self.words(answer) + [self.eos], len(prompt)
 
 
-def correction_input(
-    scene: Scene, caption: str, rng: random.Random, config: PretrainConfig
-) -> tuple[str, list[str]]:
+def correction_input(scene: Scene, caption: str, rng: random.Random, config: PretrainConfig) -> tuple[str, list[str]]:
     """A caption to fix and the words flagged in it, drawn like a detector's output.
 
     Mostly a perturbed caption with its hallucinated words flagged; sometimes one true content
-    word is flagged as well, sometimes the caption is true and only a true word is flagged.
+    word is flagged as well, sometimes the caption is true and only a true word is flagged, and
+    sometimes a perturbed caption comes with no word flagged (the whole caption is in doubt).
     """
     perturbation = None
     if rng.random() >= config.correction_untouched:
         perturbation = caption_perturb_any(scene, caption, rng, n_changes=rng.choice([1, 2]))
+    if perturbation is not None and rng.random() < config.correction_whole:
+        return perturbation.caption, []
     if perturbation is None:
         shown, flagged = caption, []
         true_words = [w for w, _, _ in caption_words(caption) if word_kind(w) not in ("function", "unknown")]
@@ -225,9 +227,7 @@ def correction_input(
     else:
         shown = perturbation.caption
         flagged = list(dict.fromkeys(w.text for w in perturbation.words if w.label == "hallucinated"))
-        candidates = [
-            w.text for w in perturbation.words if w.label == "true" and w.text not in flagged
-        ]
+        candidates = [w.text for w in perturbation.words if w.label == "true" and w.text not in flagged]
     if candidates and (not flagged or rng.random() < config.correction_true_flag):
         flagged.insert(rng.randrange(len(flagged) + 1), rng.choice(candidates))
     return shown, flagged
@@ -300,63 +300,11 @@ def batches_from_pools(
             yield batch_collate(batch, pad_id)
 
 
-def _pools_produce(coder: PromptCoder, config: PretrainConfig, ready: multiprocessing.Queue) -> None:
-    if os.environ.get("XNICE"):
-        os.nice(int(os.environ["XNICE"]))
-    for pool in example_pools(coder, config):
-        ready.put(pool)
-
-
 @contextmanager
 def pools_open(coder: PromptCoder, config: PretrainConfig) -> Iterator[Iterator[list[Example]]]:
-    """The example pools, made by one background process when `data_process` is on.
-
-    Sampling and rendering scenes costs about as much CPU as a training step, and it is plain
-    Python that a thread cannot run beside torch (the GIL); a process can. Where no process may be
-    started (a daemonic worker, say) the pools are made in this process instead: slower, same data.
-    """
-    if not config.data_process:
-        yield example_pools(coder, config)
-        return
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    ready = context.Queue(maxsize=2)
-    producer = context.Process(target=_pools_produce, args=(coder, config, ready), daemon=True)
-    try:
-        producer.start()
-    except (AssertionError, OSError):  # daemonic processes may not have children
-        yield example_pools(coder, config)
-        return
-    try:
-        yield iter(ready.get, None)
-    finally:
-        producer.terminate()
-        producer.join(timeout=5)
-        ready.close()
-
-
-@contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Run with `count` intra-op threads, then restore the caller's setting."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def training_threads(config: PretrainConfig) -> int:
-    """Intra-op threads for training: one core is left to the data process when there is one.
-
-    torch's OpenMP threads spin while they wait for each other; sharing their cores with a busy
-    process stalls them badly (measured on 2 cores: 20 samples/s with 2 threads and a data process,
-    119 with 1 thread and a data process, under the same outside load).
-    """
-    if config.torch_threads is not None:
-        return config.torch_threads
-    cores = os.cpu_count() or 1
-    return max(1, cores - 1) if config.data_process else cores
+    """The example pools, made by a background process when `data_process` is on (same data either way)."""
+    with background_iterate(example_pools, coder, config, enabled=config.data_process) as pools:
+        yield pools
 
 
 # ----------------------------------------------------------------------------- model and loss
@@ -389,9 +337,7 @@ class PatchProbe(nn.Module):
 
 def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Next-token cross-entropy over answer tokens only (logits [B, L, V], labels [B, L])."""
-    return nn.functional.cross_entropy(
-        logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE
-    )
+    return nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE)
 
 
 def lr_factor(step: int, progress: float, config: PretrainConfig) -> float:
@@ -442,7 +388,8 @@ def captioner_pretrain(
     torch.manual_seed(config.seed)
     model, processor = tiny_vlm_build(config.model, seed=config.seed)
     coder = PromptCoder(processor)
-    with torch_threads(training_threads(config)), pools_open(coder, config) as pools:
+    threads = training_threads(config.torch_threads, data_process=config.data_process)
+    with torch_threads(threads), pools_open(coder, config) as pools:
         batches = batches_from_pools(pools, config, processor.tokenizer.pad_token_id)
         stats = _train(model, batches, config, started, on_progress)
     model.eval()

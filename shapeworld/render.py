@@ -78,9 +78,7 @@ def _polygon(
     ]
 
 
-def _letter_draw(
-    draw: ImageDraw.ImageDraw, group: ObjectGroup, centre: tuple[float, float], r: float
-) -> None:
+def _letter_draw(draw: ImageDraw.ImageDraw, group: ObjectGroup, centre: tuple[float, float], r: float) -> None:
     """Black on light colours and white on dark ones, so the letter is readable on every colour."""
     red, green, blue = RGB[group.colour]
     ink = (0, 0, 0) if 0.299 * red + 0.587 * green + 0.114 * blue > 140 else (255, 255, 255)

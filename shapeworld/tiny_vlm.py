@@ -36,6 +36,8 @@ CAPTION_INSTRUCTION = "describe the image."
 # Ends the user turn; the answer follows it (a word the caption grammar never uses).
 ANSWER_CUE = "answer :"
 INSTRUCTION_WORDS = ("describe", "the", "image", "fix", "caption", "look", "again", "at", "answer", ":", ".", ",")
+# What the correction prompt lists when no word in particular is flagged.
+WHOLE_CAPTION = "everything"
 
 # Pixels are scaled to [-1, 1]; training normalises the same way without the processor's overhead.
 PIXEL_MEAN = 0.5
@@ -86,8 +88,12 @@ class TinyVlmConfig:
 
 
 def correction_instruction(caption: str, flagged_words: list[str]) -> str:
-    """The self-correction prompt (TLDR §5.3): the caption to fix and the words to look at again."""
-    words = " , ".join(flagged_words) if flagged_words else "nothing"
+    """The self-correction prompt (TLDR §5.3): the caption to fix and the words to look at again.
+
+    No words means the whole caption is in doubt ("everything"): all a binary reward model can say,
+    the baseline of the self-correction experiment.
+    """
+    words = " , ".join(flagged_words) if flagged_words else WHOLE_CAPTION
     return f"fix the caption: {caption} look again at: {words} ."
 
 
@@ -97,7 +103,7 @@ def tokenizer_build(extra_words: tuple[str, ...] = ()) -> PreTrainedTokenizerFas
     Whitespace, then punctuation, splits the text; this is the same split as `caption_words`'s
     regex for every text the grammar and the instructions produce.
     """
-    words = [*SPECIAL_TOKENS, *VOCABULARY, *INSTRUCTION_WORDS, "nothing", *extra_words]
+    words = [*SPECIAL_TOKENS, *VOCABULARY, *INSTRUCTION_WORDS, WHOLE_CAPTION, *extra_words]
     vocab = {word: i for i, word in enumerate(dict.fromkeys(words))}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     core.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])

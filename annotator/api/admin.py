@@ -16,13 +16,7 @@ from annotator.api.permissions import IsAdmin, IsAnnotator
 from annotator.models import Correction, Image, Job, ModelVersion, Project
 from annotator.selectors.projects import corrections_visible, projects_visible
 from annotator.services.captioning import captioning_enqueue
-from annotator.services.imports import (
-    CaptionFileRejected,
-    captions_import_coco,
-    captions_import_csv,
-    captions_import_jsonl,
-    images_import,
-)
+from annotator.services.imports import CAPTION_FORMATS, CaptionFileRejected, captions_import, images_import
 from annotator.services.model_versions import model_version_activate
 
 
@@ -103,11 +97,10 @@ class ImageListUploadApi(generics.ListAPIView):
 class CaptionImportApi(APIView):
     permission_classes = [IsAdmin]
     parser_classes = [MultiPartParser, FormParser]
-    importers = {"jsonl": captions_import_jsonl, "csv": captions_import_csv, "coco": captions_import_coco}
 
     class CaptionImportInputSerializer(serializers.Serializer):
         file = serializers.FileField()
-        format = serializers.ChoiceField(choices=["jsonl", "csv", "coco"], required=False)
+        format = serializers.ChoiceField(choices=list(CAPTION_FORMATS), required=False)
 
     class CaptionImportReportSerializer(serializers.Serializer):
         created = serializers.ListField(child=serializers.IntegerField())
@@ -122,21 +115,17 @@ class CaptionImportApi(APIView):
         project = get_object_or_404(Project, pk=project_id)
         serializer = self.CaptionImportInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        upload = serializer.validated_data["file"]
-        file_format = serializer.validated_data.get("format") or _format_from_name(upload.name)
-        if file_format is None:
-            return Response({"detail": "say `format` (jsonl, csv or coco) or name the file .jsonl/.csv/.json"}, 400)
         try:
-            report = self.importers[file_format](project=project, file=upload, created_by=request.user)
+            report = captions_import(
+                project=project,
+                file=serializer.validated_data["file"],
+                file_format=serializer.validated_data.get("format"),
+                created_by=request.user,
+            )
         except CaptionFileRejected as error:
             return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
         body = self.CaptionImportReportSerializer(asdict(report)).data
         return Response(body, status=status.HTTP_201_CREATED if report.created else status.HTTP_400_BAD_REQUEST)
-
-
-def _format_from_name(name: str) -> str | None:
-    suffix = name.lower().rsplit(".", 1)[-1]
-    return {"jsonl": "jsonl", "csv": "csv", "json": "coco"}.get(suffix)
 
 
 class JobSerializer(serializers.ModelSerializer):

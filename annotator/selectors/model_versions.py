@@ -17,3 +17,9 @@ def model_version_active(*, kind: str) -> ModelVersion:
             f"or activate a {kind} model version in the admin"
         )
     return version
+
+
+def model_versions_active_by_kind() -> list[tuple[str, ModelVersion | None]]:
+    """(kind's label, its active version or None) for the reward model and the captioner, in that order."""
+    active = {version.kind: version for version in ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE)}
+    return [(label, active.get(kind)) for kind, label in ModelVersion.Kind.choices]

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
 
-from annotator.inference import captioner_get
 from annotator.models import Caption, Image, Job, ModelVersion, Project
 from annotator.selectors.model_versions import ModelNotActive, model_version_active
+from annotator.selectors.projects import images_uncaptioned
 from annotator.services.captions import captions_create
 from annotator.services.detection import captions_detect, image_pixels
 from annotator.services.jobs import Progress, job_create, job_enqueue_on_commit
-from reward.vlm import captions_generate
 
 CAPTION_BATCH = 16
 
@@ -22,6 +22,10 @@ def captions_generate_for_images(*, image_ids: list[int], on_progress: Progress 
     holds the GPU and will load the reward model once for all of them.
     """
     version = model_version_active(kind=ModelVersion.Kind.POLICY)
+    # Model code (torch) is imported here, in the worker, so web processes never load it.
+    from annotator.inference import captioner_get
+    from reward.vlm import captions_generate
+
     model, processor = captioner_get(version.path)
     images = list(Image.objects.filter(pk__in=image_ids).order_by("pk"))
     caption_ids: list[int] = []
@@ -57,3 +61,26 @@ def captioning_enqueue(*, project: Project, image_ids: list[int] | None, created
     )
     job_enqueue_on_commit(job=job, send=captions_generate_task.delay)
     return job
+
+
+def captioning_enqueue_uncaptioned(*, project: Project, created_by: AbstractBaseUser | None) -> Job | None:
+    """A captioning job for the project's images with no caption that no queued or running job is captioning.
+
+    None when there is no such image, so a second click while a job waits captions nothing twice.
+    Raises `ModelNotActive` at once without an active captioner, rather than queueing a job that
+    could only fail on the GPU worker.
+    """
+    model_version_active(kind=ModelVersion.Kind.POLICY)
+    with transaction.atomic():
+        # Two submits at once (a double click) queue one job: the second waits here and then sees the first's.
+        Project.objects.select_for_update().filter(pk=project.pk).first()
+        in_flight = Job.objects.filter(
+            kind=Job.Kind.CAPTION, status__in=[Job.Status.QUEUED, Job.Status.RUNNING], payload__project_id=project.pk
+        ).values_list("payload", flat=True)
+        being_captioned = {image_id for payload in in_flight for image_id in payload.get("image_ids", [])}
+        image_ids = [
+            pk for pk in images_uncaptioned(project=project).values_list("pk", flat=True) if pk not in being_captioned
+        ]
+        if not image_ids:
+            return None
+        return captioning_enqueue(project=project, image_ids=image_ids, created_by=created_by)

@@ -29,36 +29,41 @@ def correction_submit(
     The same `client_submission_id` again (a double click, a retried request) returns the first
     correction. A lease that is gone raises `LeaseExpired` carrying the text; the text is also kept
     as the assignment's draft, so if the caption comes back to this annotator the work is still there.
+
+    Everything happens under the task's row lock, so two submits of one task run one after the other
+    and the second finds the first's correction. Only while the lease is held can a correction be
+    created, and then the unique (annotator, client_submission_id) constraint answers "was this id
+    used already" without a query of its own: a clash (the id sent for another task, or raced in by
+    another request) rolls the whole transaction back and the existing correction is returned.
     """
-    if existing := _correction_by_client_id(annotator=annotator, client_submission_id=client_submission_id):
+    try:
+        with transaction.atomic():
+            # Task first, then assignment: the order `task_lease_next` takes them in. Only the task row
+            # is locked (a lock taken through a join to the project would queue every submit of the
+            # project); its caption and project are the caller's, read with the task.
+            list(Task.objects.select_for_update().filter(pk=task.pk).values_list("pk"))
+            assignment = assignment_for_update(annotator=annotator, task=task)
+            if assignment.status == Assignment.Status.LEASED and assignment.expires_at > now:
+                correction = _correction_create(
+                    assignment=assignment,
+                    task=task,
+                    corrected_text=corrected_text,
+                    client_submission_id=client_submission_id,
+                    events=events,
+                    now=now,
+                )
+                return correction, True
+            if existing := _correction_by_client_id(annotator=annotator, client_submission_id=client_submission_id):
+                return existing, False
+            if assignment.status == Assignment.Status.LEASED:
+                assignment.draft = corrected_text
+                assignment.events = events_merge(assignment.events, events)
+                assignment.save(update_fields=["draft", "events"])
+    except IntegrityError:
+        existing = _correction_by_client_id(annotator=annotator, client_submission_id=client_submission_id)
+        if existing is None:
+            raise
         return existing, False
-    with transaction.atomic():
-        # Task first, then assignment: the order `task_lease_next` takes them in.
-        task = Task.objects.select_for_update().select_related("project", "caption").get(pk=task.pk)
-        assignment = assignment_for_update(annotator=annotator, task=task)
-        if existing := _correction_by_client_id(annotator=annotator, client_submission_id=client_submission_id):
-            return existing, False
-        lease_held = assignment.status == Assignment.Status.LEASED and assignment.expires_at > now
-        if lease_held:
-            try:
-                with transaction.atomic():
-                    correction = _correction_create(
-                        assignment=assignment,
-                        task=task,
-                        corrected_text=corrected_text,
-                        client_submission_id=client_submission_id,
-                        events=events,
-                        now=now,
-                    )
-            except IntegrityError:
-                # The same id raced past both checks in another request; that one won.
-                correction = Correction.objects.get(annotator=annotator, client_submission_id=client_submission_id)
-                return correction, False
-            return correction, True
-        if assignment.status == Assignment.Status.LEASED:
-            assignment.draft = corrected_text
-            assignment.events = events_merge(assignment.events, events)
-            assignment.save(update_fields=["draft", "events"])
     raise LeaseExpired(lease_lost_detail(assignment), corrected_text=corrected_text)
 
 
@@ -80,7 +85,7 @@ def _correction_create(
     correction = Correction.objects.create(
         task=task,
         assignment=assignment,
-        annotator=assignment.annotator,
+        annotator_id=assignment.annotator_id,
         original_text=task.caption.text,
         corrected_text=corrected_text,
         word_labels=labels.words,

@@ -10,11 +10,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from PIL import Image as PilImage
 
-from annotator.inference import reward_model_get
 from annotator.models import Assignment, Caption, Detection, Image, Job, ModelVersion, Task
 from annotator.selectors.model_versions import model_version_active
 from annotator.services.jobs import Progress, job_create, job_enqueue_on_commit
-from reward.detect import score
 
 DETECT_BATCH = 32
 
@@ -34,6 +32,10 @@ def captions_detect(*, caption_ids: list[int], on_progress: Progress | None = No
     if not captions:
         return 0
     version = model_version_active(kind=ModelVersion.Kind.REWARD)
+    # Model code (torch) is imported here, in the worker, so web processes never load it.
+    from annotator.inference import reward_model_get
+    from reward.detect import score
+
     reward_model, processor = reward_model_get(version.path)
     for start in range(0, len(captions), DETECT_BATCH):
         batch = captions[start : start + DETECT_BATCH]

@@ -44,11 +44,19 @@ class ImportProblem:
     source: str
     message: str
     line: int | None = None
+    unit: str = "line"  # what `line` counts: a text file's lines, or a COCO file's annotations
+
+    def __str__(self) -> str:
+        """The problem as a person reads it: where it is, then what is wrong, naming the file once."""
+        if self.line is not None:
+            return f"{self.source}, {self.unit} {self.line}: {self.message}"
+        return self.message if self.message.startswith(self.source) else f"{self.source}: {self.message}"
 
 
 @dataclass
 class ImageImportReport:
     created: list[int] = field(default_factory=list)
+    created_names: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     problems: list[ImportProblem] = field(default_factory=list)
 
@@ -94,6 +102,7 @@ def images_import(*, project: Project, files: Iterable[UploadedFile]) -> ImageIm
             image.file.save(PurePosixPath(name).name, ContentFile(content), save=False)
             image.save()
             report.created.append(image.pk)
+            report.created_names.append(image.original_name)
     return report
 
 
@@ -220,7 +229,7 @@ def captions_import_coco(
 ) -> CaptionImportReport:
     """COCO captions JSON: `images` [{id, file_name}] and `annotations` [{image_id, caption}].
 
-    A problem's `line` is the annotation's position (from 1) in `annotations`.
+    A problem's `line` is the annotation's position (from 1) in `annotations`, and its unit says so.
     """
     try:
         coco = json.loads(_text(file))
@@ -236,11 +245,34 @@ def captions_import_coco(
     for number, annotation in enumerate(annotations, start=1):
         if not isinstance(annotation, dict) or annotation.get("image_id") not in names:
             problems.append(
-                ImportProblem(source=_name(file), line=number, message="`image_id` names no entry of `images`")
+                ImportProblem(
+                    source=_name(file), line=number, unit="annotation", message="`image_id` names no entry of `images`"
+                )
             )
             continue
         rows.append((number, {"image": names[annotation["image_id"]], "caption": annotation.get("caption")}))
-    return _captions_import(project=project, file=file, rows=rows, problems=problems, created_by=created_by)
+    return _captions_import(
+        project=project, file=file, rows=rows, problems=problems, created_by=created_by, unit="annotation"
+    )
+
+
+CAPTION_FORMATS = {"jsonl": "JSON Lines", "csv": "CSV", "coco": "COCO captions JSON"}
+
+
+def captions_import(
+    *, project: Project, file: IO[bytes], file_format: str | None, created_by: AbstractBaseUser | None = None
+) -> CaptionImportReport:
+    """Import a caption file in `file_format`, or in the format its name says (.jsonl, .csv, .json for COCO).
+
+    Raises `CaptionFileRejected` when the format is neither given nor told by the name, or the file is not UTF-8.
+    """
+    file_format = file_format or _format_from_name(file.name)
+    importers = {"jsonl": captions_import_jsonl, "csv": captions_import_csv, "coco": captions_import_coco}
+    if file_format not in importers:
+        raise CaptionFileRejected(
+            f"{_name(file)}: say which format it is (jsonl, csv or coco), or name the file .jsonl, .csv or .json"
+        )
+    return importers[file_format](project=project, file=file, created_by=created_by)
 
 
 def _captions_import(
@@ -250,6 +282,7 @@ def _captions_import(
     rows: list[tuple[int, object]],
     problems: list[ImportProblem],
     created_by: AbstractBaseUser | None,
+    unit: str = "line",
 ) -> CaptionImportReport:
     """Import every valid row in one transaction, report the others by line, and queue detection."""
     report = CaptionImportReport(problems=problems)
@@ -272,7 +305,7 @@ def _captions_import(
         else:
             valid.append((matches[0], text.strip()))
             continue
-        report.problems.append(ImportProblem(source=_name(file), line=number, message=message))
+        report.problems.append(ImportProblem(source=_name(file), line=number, unit=unit, message=message))
     report.problems.sort(key=lambda problem: problem.line or 0)
     with transaction.atomic():
         created = captions_create(captions=valid, source=Caption.Source.IMPORT)
@@ -283,6 +316,11 @@ def _captions_import(
         ):
             report.detection_job_id = detection_enqueue(caption_ids=report.created, created_by=created_by).pk
     return report
+
+
+def _format_from_name(name: str) -> str | None:
+    """The caption format a file name says: .jsonl, .csv, or .json (COCO captions); None for anything else."""
+    return {".jsonl": "jsonl", ".csv": "csv", ".json": "coco"}.get(PurePosixPath(name.lower()).suffix)
 
 
 def _text(file: IO[bytes]) -> str:

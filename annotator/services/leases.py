@@ -16,7 +16,12 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from annotator.models import Arm, Assignment, Project, Task
-from annotator.selectors.tasks import assignment_current, assignment_for_update, task_slots_taken, tasks_open_for
+from annotator.selectors.tasks import (
+    assignment_current,
+    assignment_for_update,
+    task_assignments_live_or_own,
+    tasks_open_for,
+)
 from annotator.services.arms import arm_draw
 from annotator.services.timing import ClientEvent, events_merge
 
@@ -38,17 +43,17 @@ def task_lease_next(*, annotator: AbstractBaseUser, project: Project, now: datet
     """The annotator's task to work on: its unexpired lease if it has one, else a new lease, else None."""
     with transaction.atomic():
         # One request per annotator at a time: a double click on "next" must not take two leases.
-        get_user_model().objects.select_for_update().filter(pk=annotator.pk).first()
+        list(get_user_model().objects.select_for_update().filter(pk=annotator.pk).values_list("pk"))
         if current := assignment_current(annotator=annotator, project=project, now=now):
             return current
         arm = arm_draw(annotator=annotator, project=project)
         # The no-highlight arm shows nothing TLDR wrote, so it need not wait for detection.
         statuses = [Task.Status.READY, Task.Status.PENDING] if arm == Arm.NONE else [Task.Status.READY]
-        task = _task_with_free_slot_lock(annotator=annotator, project=project, now=now, statuses=statuses)
-        if task is None:
+        found = _task_with_free_slot_lock(annotator=annotator, project=project, now=now, statuses=statuses)
+        if found is None:
             return None
+        task, assignment = found
         expires_at = now + timedelta(seconds=project.lease_seconds)
-        assignment = Assignment.objects.filter(task=task, annotator=annotator).first()
         if assignment is None:
             return Assignment.objects.create(
                 task=task, annotator=annotator, arm=arm, leased_at=now, expires_at=expires_at, served_at=now
@@ -62,12 +67,14 @@ def task_lease_next(*, annotator: AbstractBaseUser, project: Project, now: datet
 
 def _task_with_free_slot_lock(
     *, annotator: AbstractBaseUser, project: Project, now: datetime, statuses: list[str]
-) -> Task | None:
-    """The first open task, row-locked, with a slot still free under the lock.
+) -> tuple[Task, Assignment | None] | None:
+    """The first open task, row-locked, with a slot still free under the lock, and the annotator's
+    own earlier assignment on it (an expired lease) if there is one.
 
     Rows other requests are leasing are skipped first; only when that finds nothing does it wait
     for them (their transactions are short), since a skipped row may still have a free slot (k > 1)
-    and an annotator must not be told "nothing to do" while work is left.
+    and an annotator must not be told "nothing to do" while work is left. The caption comes with the
+    task and the project is the caller's, so serving the lease reads neither again.
     """
     for skip_locked in (True, False):
         full: list[int] = []
@@ -75,15 +82,26 @@ def _task_with_free_slot_lock(
             task = (
                 tasks_open_for(annotator=annotator, project=project, now=now, statuses=statuses)
                 .exclude(pk__in=full)
+                .select_related("caption")
                 .select_for_update(skip_locked=skip_locked, of=("self",))
                 .first()
             )
             if task is None:
                 break
-            if task_slots_taken(task=task, now=now) < project.overlap:
-                return task
+            task.project = project
+            assignments = task_assignments_live_or_own(task=task, annotator=annotator, now=now)
+            own = next((a for a in assignments if a.annotator_id == annotator.pk), None)
+            if sum(_holds_slot(a, now) for a in assignments) < project.overlap:
+                return task, own
             full.append(task.pk)
     return None
+
+
+def _holds_slot(assignment: Assignment, now: datetime) -> bool:
+    """`assignment_live_q` in Python, for rows already read under the task's lock."""
+    if assignment.status == Assignment.Status.SUBMITTED:
+        return True
+    return assignment.status == Assignment.Status.LEASED and assignment.expires_at > now
 
 
 def lease_renew(*, annotator: AbstractBaseUser, task: Task, now: datetime) -> Assignment:

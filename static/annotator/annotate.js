@@ -291,10 +291,11 @@ export function mountAnnotator(root, options) {
   }
 
   // ---------------------------------------------------------------- network
+  // The cookie first: signing in again (in any tab) rotates the token, and the one this page was
+  // served with would then fail every request. The served one is for sites whose cookie is HttpOnly.
   function csrfToken() {
-    if (options.csrfToken) return options.csrfToken;
     const match = doc.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    return match ? decodeURIComponent(match[1]) : "";
+    return match ? decodeURIComponent(match[1]) : options.csrfToken || "";
   }
 
   async function post(path, body, { keepalive = false } = {}) {
@@ -614,9 +615,10 @@ export function mountAnnotator(root, options) {
 
   function leaseLost(detail, text) {
     if (!page.task) return;
-    const corrected = text ?? captionRender(page.edit);
+    // A word being typed or a rewrite in progress is part of the text to keep, so both are applied first.
     closeEditor(true);
-    page.rewriting = false;
+    if (page.rewriting) rewriteClose();
+    const corrected = text ?? captionRender(page.edit);
     saveDraft(); // kept: if this caption comes back to this tab, the edit is still there
     page.view = "expired";
     showMessage({

@@ -27,7 +27,13 @@ class UserFactory(factory.django.DjangoModelFactory):
         skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"person{n}")
-    password = factory.PostGenerationMethodCall("set_password", "pw-for-tests")
+
+    @factory.post_generation
+    def password(self, create: bool, extracted: str | None, **kwargs: object) -> None:
+        """Hashed and saved, so a session made by `force_login` stays valid on the next request."""
+        self.set_password(extracted or "pw-for-tests")
+        if create:
+            self.save(update_fields=["password"])
 
 
 class AnnotatorFactory(UserFactory):
@@ -35,7 +41,6 @@ class AnnotatorFactory(UserFactory):
     def annotator_group(self, create: bool, extracted: object, **kwargs: object) -> None:
         if create:
             self.groups.add(Group.objects.get_or_create(name=ANNOTATOR_GROUP)[0])
-            self.save()
 
 
 class AdminFactory(UserFactory):

@@ -82,3 +82,15 @@ def test_compose_file_has_every_service():
     gpu = services["worker-gpu"]
     assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
     assert "-Q gpu" in " ".join(gpu["command"]) and "-c 1" in " ".join(gpu["command"])
+
+
+def test_web_processes_serve_every_url_without_loading_torch():
+    """Model code belongs to the workers: a web process that imported torch would hold 400 MiB more."""
+    code = (
+        "import sys, django; django.setup(); from django.urls import get_resolver; "
+        "get_resolver().url_patterns; import annotator.views, annotator.api.urls; print('torch' in sys.modules)"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

@@ -72,6 +72,14 @@ def test_naive_loss_reads_the_last_response_token_against_the_whole_response() -
     assert torch.allclose(loss, (f(torch.tensor(-3.0)) + f(torch.tensor(-1.0))) / 2)
 
 
+def test_naive_loss_leaves_out_an_empty_caption() -> None:
+    logits = torch.tensor([[0.0, 7.0, -3.0], [5.0, 5.0, 5.0]])
+    bad = torch.zeros(2, 3)
+    mask = torch.tensor([[False, True, True], [False, False, False]])
+    loss = reward_loss(logits, bad, mask, objective="naive")
+    assert torch.allclose(loss, torch.nn.functional.softplus(torch.tensor(3.0)))
+
+
 def test_bad_tokens_weigh_bad_weight() -> None:
     logits, bad, mask = torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]), torch.ones(1, 2, dtype=torch.bool)
     assert torch.allclose(reward_loss(logits, bad, mask, bad_weight=3.0), reward_loss(logits, bad, mask) * 2)

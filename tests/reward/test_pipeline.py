@@ -56,10 +56,14 @@ def test_a_second_run_is_served_from_the_cache_without_training(models_dir):
 
 def test_training_batches_mix_true_captions_hard_negatives_and_the_captioners_own(models_dir):
     captioner = vlm_load(str(models_dir / CAPTIONER))
-    batches = shapeworld_batches(random.Random(0), WorldConfig(), batch_size=16, captioner=captioner, own_chunk=8)
-    categories = {example.category for _ in range(12) for example in next(batches)}
-    assert {"true", "own"} <= categories
-    assert categories & set(CATEGORIES)
+    batches = shapeworld_batches(
+        random.Random(0), WorldConfig(), batch_size=20, captioner=captioner, own_share=0.25, own_chunk=8
+    )
+    for _ in range(6):
+        categories = [example.category for example in next(batches)]
+        assert len(categories) == 20
+        assert categories.count("own") == 5  # a share of every batch, however large a chunk is
+        assert "true" in categories and set(categories) & set(CATEGORIES)
 
 
 def test_the_learning_rate_warms_up_then_decays_to_zero_over_the_budget():
@@ -108,7 +112,7 @@ def test_per_image_instructions_are_each_answered(models_dir):
         captioner,
         processor,
         images[:1] * 2,
-        instruction=["describe the image.", "fix the caption: a . look again at: nothing ."],
+        instruction=["describe the image.", "fix the caption: a . look again at: everything ."],
     )
     assert mixed[0] == one[0]
     with pytest.raises(ValueError, match="2 instructions for 1 images"):

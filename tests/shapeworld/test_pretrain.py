@@ -65,7 +65,7 @@ def test_the_run_saves_a_captioner_that_loads_and_writes_vocabulary_words(traine
     output = model.generate(**inputs, max_new_tokens=12, do_sample=False, bad_words_ids=[[processor.image_token_id]])
     captions = processor.tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert len(captions) == 3
-    allowed = set(VOCABULARY) | {"describe", "fix", "caption", "look", "again", "at", "answer", ":", "nothing"}
+    allowed = set(VOCABULARY) | {"describe", "fix", "caption", "look", "again", "at", "answer", ":", "everything"}
     for caption in captions:
         assert all(word in allowed for word, _, _ in caption_words(caption))
 
@@ -98,10 +98,19 @@ def test_patch_targets_label_the_patches_under_an_object():
 def test_correction_input_flags_the_perturbed_words():
     scene = scene_sample(random.Random(2))
     caption = caption_write(scene)
-    config = PretrainConfig(correction_true_flag=0.0, correction_untouched=0.0)
+    config = PretrainConfig(correction_true_flag=0.0, correction_untouched=0.0, correction_whole=0.0)
     shown, flagged = correction_input(scene, caption, random.Random(0), config)
     assert shown != caption and flagged
     assert set(flagged) <= {w for w, _, _ in caption_words(shown)}
+
+
+def test_a_whole_caption_flag_names_no_word_and_the_prompt_says_everything():
+    scene = scene_sample(random.Random(2))
+    caption = caption_write(scene)
+    config = PretrainConfig(correction_untouched=0.0, correction_whole=1.0)
+    shown, flagged = correction_input(scene, caption, random.Random(0), config)
+    assert shown != caption and flagged == []
+    assert correction_instruction(shown, flagged).endswith("look again at: everything .")
 
 
 def test_the_data_stream_depends_only_on_the_seed():

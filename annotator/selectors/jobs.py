@@ -1,0 +1,30 @@
+"""Reads of jobs: what a project's page shows of the background work."""
+
+from __future__ import annotations
+
+from django.db.models import BigIntegerField, Q, QuerySet
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
+
+from annotator.models import Caption, Job, Project
+
+
+def jobs_recent_for_project(*, project: Project, limit: int = 10) -> QuerySet[Job]:
+    """The newest jobs that touch `project`, newest first.
+
+    A job keeps its arguments in `payload` rather than in a project column: a captioning job names
+    its project, a detection job its captions (one import's, so all of one project), and a re-scoring
+    job covers every project. Payloads can hold thousands of
+    caption ids, so they are not loaded.
+    """
+    first_caption_id = Cast(KT("payload__caption_ids__0"), BigIntegerField())
+    return (
+        Job.objects.annotate(first_caption_id=first_caption_id)
+        .filter(
+            Q(kind=Job.Kind.CAPTION, payload__project_id=project.pk)
+            | Q(kind=Job.Kind.DETECT, first_caption_id__in=Caption.objects.filter(image__project=project).values("pk"))
+            | Q(kind=Job.Kind.RESCORE)
+        )
+        .defer("payload")
+        .order_by("-pk")[:limit]
+    )

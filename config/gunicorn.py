@@ -1,0 +1,44 @@
+"""gunicorn settings of the web server: `gunicorn config.wsgi -c config/gunicorn.py`.
+
+Sizing. A request of the task API is Python (Django, DRF) between PostgreSQL round trips, and every
+lease and correction ends in a COMMIT that waits for the WAL to reach the disk. Processes use the
+cores (one GIL each: two per core keep both busy); threads keep a process busy while its other
+requests wait on the database. On a 2-core machine with 32 annotators in a closed loop (short runs
+of bench/load_test.py): 4 sync workers did 38 corrections/s, 8 sync workers 37/s (CPU a third
+idle: every request waits out its commit alone), 2 workers x 8 threads 59/s, 4 workers x 4 threads
+70/s. Each thread holds one persistent database connection (CONN_MAX_AGE), so PostgreSQL sees
+workers x threads connections: 16 by default on 2 cores, well inside its default 100.
+
+`WEB_CONCURRENCY` (workers) and `GUNICORN_THREADS` override the defaults; `GUNICORN_BIND` the address.
+"""
+
+from __future__ import annotations
+
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", 2 * (os.cpu_count() or 1)))
+threads = int(os.environ.get("GUNICORN_THREADS", 4))
+worker_class = "gthread"
+# Load the app once in the master: workers fork with the code already imported (copy-on-write), so
+# they start at once and share those pages.
+preload_app = True
+# 32 annotators asking at once queue in the socket rather than being refused.
+backlog = 2048
+timeout = 60
+graceful_timeout = 30
+keepalive = 5
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+
+
+def when_ready(server: object) -> None:
+    """Import the URLconf, and with it every view and service, in the master before workers fork.
+
+    Django imports it on the first request; left to the workers, each would pay that import (seconds)
+    on the first request it serves and keep a private copy of the modules.
+    """
+    from importlib import import_module
+
+    from django.conf import settings
+
+    import_module(settings.ROOT_URLCONF)
