@@ -156,7 +156,16 @@ class Task(models.Model):
 
     class Meta:
         ordering = ["priority", "id"]
-        indexes = [models.Index(fields=["project", "status", "priority", "id"], name="task_queue_order")]
+        indexes = [
+            models.Index(fields=["project", "status", "priority", "id"], name="task_queue_order"),
+            # The no-highlight arm takes pending and ready tasks: one status per index range would
+            # leave PostgreSQL to sort the whole project on every such "next"; this index is in order.
+            models.Index(
+                fields=["project", "priority", "id"],
+                condition=models.Q(status__in=["pending", "ready"]),
+                name="task_queue_open_order",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"task {self.pk} ({self.status})"

@@ -487,10 +487,6 @@ def main() -> None:
     warm_up = project_seed(
         name="load-warm-up", n_tasks=WARM_UP_ANNOTATORS * 200, n_annotators=WARM_UP_ANNOTATORS, seed=0
     )
-    with connections["default"].cursor() as cursor:
-        # Planner statistics as a database in use has them; freshly bulk-loaded tables have none until
-        # autovacuum gets round to them, and the plans chosen meanwhile are not the ones production runs.
-        cursor.execute("ANALYZE")
     connections.close_all()
 
     port = _free_port()
@@ -511,6 +507,12 @@ def main() -> None:
             duration=WARM_UP_SECONDS,
             processes=args.client_processes,
         )
+        with connections["default"].cursor() as cursor:
+            # Planner statistics as a database in use has them (autovacuum keeps them current there):
+            # freshly bulk-loaded tables, with no assignment yet, get plans production never runs,
+            # such as an anti-join against the annotator's finished tasks that grows quadratically.
+            cursor.execute("ANALYZE")
+        connections.close_all()
         for level in levels:
             project_id, annotators = seeded[level]
             print(f"{level} annotators for {args.duration:g} s …", flush=True)
