@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 # with a worker on the embedded broker; Ctrl+C stops both.
 demo: $(VENV)/.installed
 	TLDR_MODELS_DIR=$(MODELS_DIR) $(PY) -m reward bootstrap
-	$(PY) -m reward detect --models-dir $(MODELS_DIR) --shapeworld-samples 4
+	$(PY) -m reward --models-dir $(MODELS_DIR) detect --shapeworld-samples 4
 	$(PY) manage.py migrate --noinput
 	TLDR_MODELS_DIR=$(MODELS_DIR) $(PY) manage.py seed_demo
 	@echo "TLDR Annotator: http://127.0.0.1:8000/  (log in with a login printed above; Ctrl+C stops it)"
