@@ -233,9 +233,10 @@ def test_a_caption_with_html_is_shown_as_text(page: Page, live_server: LiveServe
     expect(_status_task(page)).to_have_text(f"Task {task.pk}")
     expect(page.locator(".ann-compare__text--original")).to_have_text(text)
     expect(page.locator(".site-header__crumb")).to_have_text("<i>cats</i> & dogs")
+    expect(page.locator(".ann-status__project")).to_have_text("<i>cats</i> & dogs")
     # The task's own image only: no element came out of the caption or the project's name.
     expect(page.locator("img")).to_have_count(1)
-    expect(page.locator("#content b, header i")).to_have_count(0)
+    expect(page.locator("#content b, #content i, header i")).to_have_count(0)
     expect(page.locator(".ann-word").filter(has_text="onerror")).to_have_count(1)
     page.wait_for_function("() => document.querySelector('.ann-image__img').complete")
     assert dialogs == []
