@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from annotator.models import Project
+from annotator.models import PROJECT_SETTINGS, Project
 from annotator.selectors.projects import annotators_all
 from annotator.services.imports import CAPTION_FORMATS
 
@@ -32,17 +32,7 @@ class ProjectCreateForm(forms.ModelForm):
 
     class Meta:
         model = Project
-        fields = [
-            "name",
-            "description",
-            "arm_weight_tokens",
-            "arm_weight_binary",
-            "arm_weight_none",
-            "overlap",
-            "lease_seconds",
-            "threshold",
-            "annotators",
-        ]
+        fields = list(PROJECT_SETTINGS)
         labels = {
             "arm_weight_tokens": "Token highlights",
             "arm_weight_binary": "Binary flag",

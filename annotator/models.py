@@ -25,6 +25,20 @@ class Arm(models.TextChoices):
     NONE = "none", "no highlight"
 
 
+# What an admin sets on a project, in the order forms and the API show it.
+PROJECT_SETTINGS = (
+    "name",
+    "description",
+    "arm_weight_tokens",
+    "arm_weight_binary",
+    "arm_weight_none",
+    "overlap",
+    "lease_seconds",
+    "threshold",
+    "annotators",
+)
+
+
 class Project(models.Model):
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotator.api.permissions import IsAdmin, IsAnnotator
-from annotator.models import Correction, Image, Job, ModelVersion, Project
+from annotator.models import PROJECT_SETTINGS, Correction, Image, Job, ModelVersion, Project
 from annotator.selectors.projects import corrections_visible, projects_visible
 from annotator.services.captioning import captioning_enqueue
 from annotator.services.imports import CAPTION_FORMATS, CaptionFileRejected, captions_import, images_import
@@ -23,19 +23,7 @@ from annotator.services.model_versions import model_version_activate
 class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
-        fields = [
-            "id",
-            "name",
-            "description",
-            "arm_weight_tokens",
-            "arm_weight_binary",
-            "arm_weight_none",
-            "overlap",
-            "lease_seconds",
-            "threshold",
-            "annotators",
-            "created",
-        ]
+        fields = ["id", *PROJECT_SETTINGS, "created"]
         read_only_fields = ["created"]
 
 
