@@ -259,6 +259,7 @@ class Job(models.Model):
         DETECT = "detect", "score captions with TLDR"
         CAPTION = "caption", "caption images with the captioner"
         RESCORE = "rescore", "re-score unannotated captions with a new reward model"
+        EXPORT = "export", "export corrections as a dataset file"
 
     class Status(models.TextChoices):
         QUEUED = "queued"

@@ -13,5 +13,7 @@ urlpatterns = [
         views.project_captions_generate,
         name="project-captions-generate",
     ),
+    path("projects/<int:project_id>/report/", views.project_report_page, name="project-report"),
+    path("projects/<int:project_id>/report.csv", views.project_report_csv, name="project-report-csv"),
     path("projects/<int:project_id>/annotate/", views.project_annotate, name="project-annotate"),
 ]

@@ -4,6 +4,7 @@ redirect, get: a reload never imports twice)."""
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable
 from functools import wraps
 
@@ -20,6 +21,7 @@ from annotator.models import Project
 from annotator.selectors.jobs import jobs_recent_for_project
 from annotator.selectors.model_versions import ModelNotActive, model_versions_active_by_kind
 from annotator.selectors.projects import captions_recent, project_counts, projects_visible, user_is_admin
+from annotator.selectors.report import project_report, report_charts, report_csv_rows
 from annotator.services.captioning import captioning_enqueue_uncaptioned
 from annotator.services.imports import (
     CaptionFileRejected,
@@ -89,6 +91,24 @@ def project_admin(request: HttpRequest, project_id: int) -> HttpResponse:
         "caption_form": CaptionImportForm(),
     }
     return render(request, "annotator/project_admin.html", context)
+
+
+@admin_required
+@require_GET
+def project_report_page(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = get_object_or_404(Project, pk=project_id)
+    report = project_report(project=project, now=timezone.now())
+    return render(request, "annotator/project_report.html", {"report": report, "charts": report_charts(report)})
+
+
+@admin_required
+@require_GET
+def project_report_csv(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = get_object_or_404(Project, pk=project_id)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="project-{project.pk}-report.csv"'
+    csv.writer(response).writerows(report_csv_rows(project_report(project=project, now=timezone.now())))
+    return response
 
 
 @admin_required

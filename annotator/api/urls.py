@@ -2,7 +2,7 @@ from django.urls import path
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import SimpleRouter
 
-from annotator.api import admin, tasks
+from annotator.api import admin, exports, report, tasks
 
 router = SimpleRouter()
 router.register("projects", admin.ProjectViewSet, basename="api-project")
@@ -29,5 +29,8 @@ urlpatterns = [
         name="api-model-version-activate",
     ),
     path("corrections/", admin.CorrectionListApi.as_view(), name="api-corrections"),
+    path("projects/<int:project_id>/exports/", exports.ExportCreateApi.as_view(), name="api-project-exports"),
+    path("exports/<int:job_id>/download/", exports.ExportDownloadApi.as_view(), name="api-export-download"),
+    path("projects/<int:project_id>/report/", report.ProjectReportApi.as_view(), name="api-project-report"),
     *router.urls,
 ]
