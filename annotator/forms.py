@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django import forms
 
-from annotator.models import PROJECT_SETTINGS, Project
+from annotator.models import PROJECT_SETTINGS, Arm, Project
 from annotator.selectors.projects import annotators_all
+from annotator.services.exports import EXPORT_FORMATS, ExportFilters
 from annotator.services.imports import CAPTION_FORMATS
 
 # The annotation page renews its lease every 30 s: a shorter lease would lapse between two renewals.
@@ -85,3 +86,59 @@ class CaptionImportForm(forms.Form):
         required=False,
         choices=[("", "from the file name (.jsonl, .csv, .json)"), *CAPTION_FORMATS.items()],
     )
+
+
+class ExportForm(forms.Form):
+    format = forms.ChoiceField(choices=list(EXPORT_FORMATS.items()), initial="jsonl")
+    date_from = forms.DateField(
+        required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}), help_text="first submit day"
+    )
+    date_to = forms.DateField(
+        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}), help_text="last submit day"
+    )
+    annotator = forms.ModelChoiceField(queryset=None, required=False, empty_label="every annotator")
+    arm = forms.ChoiceField(choices=[("", "every arm"), *Arm.choices], required=False)
+    only_corrected = forms.BooleanField(required=False, help_text="leave out captions the annotator did not change")
+    include_images = forms.BooleanField(
+        required=False, help_text="Hugging Face formats only: embed each image's bytes instead of its path"
+    )
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["annotator"].queryset = annotators_all()
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        date_from, date_to = cleaned.get("date_from"), cleaned.get("date_to")
+        if date_from and date_to and date_from > date_to:
+            self.add_error("date_to", "the last day comes before the first: nothing would match")
+        return cleaned
+
+    def filters(self) -> ExportFilters:
+        """The cleaned filters as the export service takes them."""
+        annotator = self.cleaned_data["annotator"]
+        return ExportFilters(
+            date_from=self.cleaned_data["date_from"],
+            date_to=self.cleaned_data["date_to"],
+            annotator_id=annotator.pk if annotator else None,
+            arm=self.cleaned_data["arm"] or None,
+            only_corrected=self.cleaned_data["only_corrected"],
+        )
+
+
+class LabelStudioImportForm(forms.Form):
+    name = forms.CharField(
+        max_length=Project._meta.get_field("name").max_length, help_text="the new project the tasks go into"
+    )
+    file = forms.FileField(
+        label="Label Studio JSON",
+        error_messages={"required": "choose a Label Studio JSON export to import"},
+        widget=forms.FileInput(attrs={"accept": ".json"}),
+        help_text="a JSON export of this app's label_studio format, or Label Studio's own JSON export of that config",
+    )
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if Project.objects.filter(name=name).exists():
+            raise forms.ValidationError(f"a project named “{name}” exists already: choose another name")
+        return name

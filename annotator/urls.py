@@ -13,7 +13,11 @@ urlpatterns = [
         views.project_captions_generate,
         name="project-captions-generate",
     ),
+    path("projects/<int:project_id>/exports/", views.project_exports, name="project-exports"),
+    path("projects/import/label-studio/", views.project_import_label_studio, name="project-import-label-studio"),
     path("projects/<int:project_id>/report/", views.project_report_page, name="project-report"),
     path("projects/<int:project_id>/report.csv", views.project_report_csv, name="project-report-csv"),
+    path("projects/<int:project_id>/dashboard/", views.project_dashboard_page, name="project-dashboard"),
+    path("models/", views.model_versions_page, name="model-versions"),
     path("projects/<int:project_id>/annotate/", views.project_annotate, name="project-annotate"),
 ]

@@ -16,13 +16,33 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from annotator.forms import CaptionImportForm, ImageUploadForm, ProjectCreateForm
+from annotator.forms import (
+    CaptionImportForm,
+    ExportForm,
+    ImageUploadForm,
+    LabelStudioImportForm,
+    ProjectCreateForm,
+)
 from annotator.models import Project
+from annotator.selectors.dashboard import (
+    dashboard_charts,
+    model_version_headline,
+    model_versions_all,
+    project_dashboard,
+)
+from annotator.selectors.exports import export_jobs_for_project
 from annotator.selectors.jobs import jobs_recent_for_project
 from annotator.selectors.model_versions import ModelNotActive, model_versions_active_by_kind
 from annotator.selectors.projects import captions_recent, project_counts, projects_visible, user_is_admin
 from annotator.selectors.report import project_report, report_charts, report_csv_rows
 from annotator.services.captioning import captioning_enqueue_uncaptioned
+from annotator.services.exports import (
+    EXPORT_FORMATS,
+    LabelStudioFileRejected,
+    LabelStudioImportReport,
+    export_enqueue,
+    project_create_from_label_studio,
+)
 from annotator.services.imports import (
     CaptionFileRejected,
     CaptionImportReport,
@@ -99,6 +119,22 @@ def project_report_page(request: HttpRequest, project_id: int) -> HttpResponse:
     project = get_object_or_404(Project, pk=project_id)
     report = project_report(project=project, now=timezone.now())
     return render(request, "annotator/project_report.html", {"report": report, "charts": report_charts(report)})
+
+
+@admin_required
+@require_GET
+def project_dashboard_page(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = get_object_or_404(Project, pk=project_id)
+    dashboard = project_dashboard(project=project, now=timezone.now())
+    context = {"project": project, "dashboard": dashboard, "charts": dashboard_charts(dashboard)}
+    return render(request, "annotator/project_dashboard.html", context)
+
+
+@admin_required
+@require_GET
+def model_versions_page(request: HttpRequest) -> HttpResponse:
+    versions = [(version, model_version_headline(version.metrics)) for version in model_versions_all()]
+    return render(request, "annotator/models.html", {"versions": versions})
 
 
 @admin_required
@@ -206,3 +242,57 @@ def _count(number: int, noun: str) -> str:
 def _names(names: list[str]) -> str:
     shown = ", ".join(names[:NAMES_SHOWN])
     return shown if len(names) <= NAMES_SHOWN else f"{shown} and {len(names) - NAMES_SHOWN} more"
+
+
+# ----------------------------------------------------------------------------- exports and Label Studio import
+
+
+@admin_required
+def project_exports(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The export form (POST starts a job, then back here) and the project's export jobs with their files."""
+    project = get_object_or_404(Project, pk=project_id)
+    form = ExportForm(request.POST) if request.method == "POST" else ExportForm()
+    if request.method == "POST" and form.is_valid():
+        job = export_enqueue(
+            project=project,
+            export_format=form.cleaned_data["format"],
+            filters=form.filters(),
+            include_images=form.cleaned_data["include_images"],
+            created_by=request.user,
+        )
+        messages.success(request, f"Exporting as {job.payload['format']}: job #{job.pk}, its progress is below.")
+        return redirect("project-exports", project_id=project.pk)
+    context = {"project": project, "form": form, "jobs": export_jobs_for_project(project=project)}
+    context["formats"] = EXPORT_FORMATS
+    return render(request, "annotator/project_exports.html", context, status=400 if form.errors else 200)
+
+
+@admin_required
+def project_import_label_studio(request: HttpRequest) -> HttpResponse:
+    """Upload a Label Studio JSON file into a new project; its report goes to the new project's page."""
+    form = LabelStudioImportForm(request.POST, request.FILES) if request.method == "POST" else LabelStudioImportForm()
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            project, report = project_create_from_label_studio(
+                name=form.cleaned_data["name"], file=upload, created_by=request.user
+            )
+        except LabelStudioFileRejected as error:
+            messages.error(request, f"{upload.name}: {error}; no project was created.")
+            return redirect("project-import-label-studio")
+        _messages_label_studio_report(request, report, file_name=upload.name)
+        return redirect("project-admin", project_id=project.pk)
+    status = 400 if form.errors else 200
+    return render(request, "annotator/project_import_label_studio.html", {"form": form}, status=status)
+
+
+def _messages_label_studio_report(request: HttpRequest, report: LabelStudioImportReport, *, file_name: str) -> None:
+    if report.captions:
+        captions, corrections = _count(len(report.captions), "caption"), _count(len(report.corrections), "correction")
+        messages.success(request, f"Imported {captions} and {corrections} from {file_name}.")
+    elif not report.problems:
+        messages.warning(request, f"Nothing imported: {file_name} holds no Label Studio tasks.")
+    for problem in report.problems[:PROBLEMS_SHOWN]:
+        messages.error(request, problem)
+    if len(report.problems) > PROBLEMS_SHOWN:
+        messages.error(request, f"…and {_count(len(report.problems) - PROBLEMS_SHOWN, 'more problem')}, not listed.")

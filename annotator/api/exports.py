@@ -32,6 +32,9 @@ class ExportCreateApi(APIView):
     class ExportInputSerializer(serializers.Serializer):
         format = serializers.CharField()
         filters = ExportFiltersSerializer(required=False, default=dict)
+        include_images = serializers.BooleanField(
+            required=False, default=False, help_text="hf_ formats: embed each image's bytes as a datasets Image"
+        )
 
         def validate_format(self, value: str) -> str:
             if value not in EXPORT_FORMATS:
@@ -49,6 +52,7 @@ class ExportCreateApi(APIView):
             project=project,
             export_format=serializer.validated_data["format"],
             filters=ExportFilters(**serializer.validated_data["filters"]),
+            include_images=serializer.validated_data["include_images"],
             created_by=request.user,
         )
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

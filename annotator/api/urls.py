@@ -2,7 +2,7 @@ from django.urls import path
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import SimpleRouter
 
-from annotator.api import admin, exports, report, tasks
+from annotator.api import admin, dashboard, exports, report, tasks
 
 router = SimpleRouter()
 router.register("projects", admin.ProjectViewSet, basename="api-project")
@@ -32,5 +32,6 @@ urlpatterns = [
     path("projects/<int:project_id>/exports/", exports.ExportCreateApi.as_view(), name="api-project-exports"),
     path("exports/<int:job_id>/download/", exports.ExportDownloadApi.as_view(), name="api-export-download"),
     path("projects/<int:project_id>/report/", report.ProjectReportApi.as_view(), name="api-project-report"),
+    path("projects/<int:project_id>/dashboard/", dashboard.ProjectDashboardApi.as_view(), name="api-project-dashboard"),
     *router.urls,
 ]

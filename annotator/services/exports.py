@@ -20,6 +20,16 @@ Formats (one record per correction, oldest first):
 - `dpo`: see `_dpo_record`.
 - `label_studio`: a JSON list of Label Studio tasks for `LABEL_STUDIO_CONFIG`, see `_label_studio_record`;
   `label_studio_import` reads it back, and Label Studio's own JSON export of the same config.
+- `hf_parquet`: the `jsonl` records as one Parquet file with Hugging Face `datasets` features in its
+  schema (`datasets.load_dataset("parquet", …)` gets them typed; plain pyarrow reads it too). Nested
+  fields stay nested: `words` is a list of structs, `image` the struct {"name", "path"}. Written one
+  row group per chunk, so memory stays that of one chunk.
+- `hf_dataset`: the same rows as a `datasets.Dataset.save_to_disk` directory, zipped into one file;
+  unzip it and `datasets.load_from_disk` it. Built from the Parquet file, which `datasets` converts on
+  disk, so memory stays bounded here too.
+
+With `include_images`, the two `hf_` formats add the column `image_file`, a `datasets.Image` holding
+the image's bytes (and its storage name as path), so the dataset travels without the media folder.
 """
 
 from __future__ import annotations
@@ -28,11 +38,13 @@ import hashlib
 import json
 import posixpath
 import tempfile
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
-from pathlib import PurePosixPath
-from typing import IO
+from functools import partial
+from pathlib import Path, PurePosixPath
+from typing import IO, TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -49,15 +61,23 @@ from annotator.services.captions import captions_create
 from annotator.services.detection import detection_enqueue
 from annotator.services.imports import image_validate
 from annotator.services.jobs import Progress, job_create, job_enqueue_on_commit
+from annotator.services.projects import project_create
 from reward.alignment import word_labels_from_correction
 from reward.words import response_words
+
+if TYPE_CHECKING:
+    from datasets import Features
 
 EXPORT_FORMATS = {
     "jsonl": "corrections as JSON Lines, annotators pseudonymous",
     "tldr": "word-labelled JSONL for `python -m reward train --data`",
     "dpo": "preference pairs (chosen = corrected, rejected = original) with per-word weights",
     "label_studio": "Label Studio JSON tasks with the correction as a pre-filled annotation",
+    "hf_parquet": "Hugging Face datasets Parquet file of the JSONL records",
+    "hf_dataset": "Hugging Face datasets directory (save_to_disk), zipped; open with load_from_disk",
 }
+EXPORT_EXTENSIONS = {"label_studio": "json", "hf_parquet": "parquet", "hf_dataset": "zip"}
+HF_FORMATS = frozenset({"hf_parquet", "hf_dataset"})
 EXPORTS_DIR = "exports"
 CHUNK_SIZE = 500
 # RLHF-V's dense DPO (DDPO) weighs the corrected segments above the unchanged ones; it uses 5.
@@ -159,44 +179,79 @@ def corrections_export(
     export_format: str,
     filters: ExportFilters,
     name: str,
+    include_images: bool = False,
     on_progress: Progress | None = None,
 ) -> ExportResult:
     """Write the project's corrections matching `filters` in `export_format`; save the file as `exports/<name>`.
 
-    Nothing matching is not an error: the file is a valid empty one (no lines, or `[]`), and the note says so.
+    `include_images` embeds each image's bytes in the `hf_` formats; the JSON formats always refer to
+    images by storage name. Nothing matching is not an error: the file is a valid empty one (no lines,
+    `[]`, a Parquet file or dataset of no rows), and the note says so.
     """
     _export_format_check(export_format)
     corrections = corrections_for_export(project=project, filters=filters)
     total = corrections.count()
-    write_record = _RECORD_WRITERS[export_format]
-    as_list = export_format == "label_studio"  # one JSON list, written piece by piece; the rest are JSON Lines
-    records = 0
+    write_record: Callable[[Correction], dict | None] = (
+        partial(_hf_record, include_images=include_images)
+        if export_format in HF_FORMATS
+        else _RECORD_WRITERS[export_format]
+    )
+    records = _records_stream(corrections=corrections, total=total, write_record=write_record, on_progress=on_progress)
     with tempfile.TemporaryFile(mode="w+b") as scratch:
-        for number, correction in enumerate(corrections.iterator(chunk_size=CHUNK_SIZE), start=1):
-            record = write_record(correction)
-            if record is not None:
-                if as_list:
-                    scratch.write(b",\n" if records else b"[\n")
-                scratch.write(json.dumps(record, ensure_ascii=False).encode())
-                if not as_list:
-                    scratch.write(b"\n")
-                records += 1
-            if on_progress is not None and (number % CHUNK_SIZE == 0 or number == total):
-                on_progress(number / total, f"wrote {number} of {total} corrections")
-        if as_list:
-            scratch.write(b"\n]\n" if records else b"[]\n")
+        if export_format == "hf_parquet":
+            written = _parquet_write(records, scratch, features=_hf_features(include_images=include_images))
+        elif export_format == "hf_dataset":
+            written = _hf_dataset_write(records, scratch, features=_hf_features(include_images=include_images))
+        else:
+            written = _json_write(records, scratch, as_list=export_format == "label_studio")
         scratch.seek(0)
         stored = default_storage.save(posixpath.join(EXPORTS_DIR, name), File(scratch, name=name))
     notes = [] if total else ["no corrections matched the filters; the file is empty"]
-    if total > records:
+    if total > written:
         notes.append(
-            f"{total - records} corrections that changed no word left out: a pair needs two different captions"
+            f"{total - written} corrections that changed no word left out: a pair needs two different captions"
         )
-    return ExportResult(file=stored, records=records, note="; ".join(notes))
+    return ExportResult(file=stored, records=written, note="; ".join(notes))
+
+
+def _records_stream(
+    *,
+    corrections: QuerySet[Correction],
+    total: int,
+    write_record: Callable[[Correction], dict | None],
+    on_progress: Progress | None,
+) -> Iterator[dict]:
+    """The records of `corrections`, a chunk at a time from the database; progress per chunk."""
+    for number, correction in enumerate(corrections.iterator(chunk_size=CHUNK_SIZE), start=1):
+        record = write_record(correction)
+        if record is not None:
+            yield record
+        if on_progress is not None and (number % CHUNK_SIZE == 0 or number == total):
+            on_progress(number / total, f"wrote {number} of {total} corrections")
+
+
+def _json_write(records: Iterator[dict], scratch: IO[bytes], *, as_list: bool) -> int:
+    """JSON Lines, or (`as_list`) one JSON list written piece by piece; returns how many records."""
+    written = 0
+    for record in records:
+        if as_list:
+            scratch.write(b",\n" if written else b"[\n")
+        scratch.write(json.dumps(record, ensure_ascii=False).encode())
+        if not as_list:
+            scratch.write(b"\n")
+        written += 1
+    if as_list:
+        scratch.write(b"\n]\n" if written else b"[]\n")
+    return written
 
 
 def export_enqueue(
-    *, project: Project, export_format: str, filters: ExportFilters, created_by: AbstractBaseUser | None = None
+    *,
+    project: Project,
+    export_format: str,
+    filters: ExportFilters,
+    include_images: bool = False,
+    created_by: AbstractBaseUser | None = None,
 ) -> Job:
     """An export job on the `default` queue, sent when the transaction commits; poll /api/jobs/<id>/."""
     from annotator.tasks import corrections_export_task
@@ -204,7 +259,12 @@ def export_enqueue(
     _export_format_check(export_format)
     job = job_create(
         kind=Job.Kind.EXPORT,
-        payload={"project_id": project.pk, "format": export_format, "filters": filters.to_payload()},
+        payload={
+            "project_id": project.pk,
+            "format": export_format,
+            "filters": filters.to_payload(),
+            "include_images": include_images,
+        },
         created_by=created_by,
     )
     job_enqueue_on_commit(job=job, send=corrections_export_task.delay)
@@ -215,12 +275,13 @@ def export_job_run(*, job: Job, on_progress: Progress) -> ExportResult:
     """Run an export job and record its file, record count and note in the job's metrics."""
     project = Project.objects.get(pk=job.payload["project_id"])
     export_format = job.payload["format"]
-    extension = "json" if export_format == "label_studio" else "jsonl"
+    extension = EXPORT_EXTENSIONS.get(export_format, "jsonl")
     result = corrections_export(
         project=project,
         export_format=export_format,
         filters=ExportFilters.from_payload(job.payload.get("filters", {})),
         name=f"project-{project.pk}-{export_format}-job-{job.pk}.{extension}",
+        include_images=bool(job.payload.get("include_images", False)),
         on_progress=on_progress,
     )
     job.metrics = {"file": result.file, "records": result.records, "note": result.note}
@@ -376,6 +437,98 @@ _RECORD_WRITERS: dict[str, Callable[[Correction], dict | None]] = {
 }
 
 
+# ----------------------------------------------------------------------------- Hugging Face datasets
+
+# `datasets` and `pyarrow` are imported inside these functions: together they take a second and pull
+# in pandas, which every web and worker process would otherwise pay for at start for a rare export.
+
+
+def _hf_features(*, include_images: bool) -> Features:
+    """The columns of the `hf_` formats: the `jsonl` record's fields, typed, plus `image_file` if asked."""
+    from datasets import Features, Image, Value
+
+    columns = {
+        "correction_id": Value("int64"),
+        "caption_id": Value("int64"),
+        "image": {"name": Value("string"), "path": Value("string")},
+        "original": Value("string"),
+        "corrected": Value("string"),
+        "words": [{"text": Value("string"), "start": Value("int64"), "end": Value("int64"), "label": Value("string")}],
+        "insertions": [{"after_word_index": Value("int64"), "text": Value("string")}],
+        "arm": Value("string"),
+        "annotator": Value("string"),
+        "timings": {
+            "served_at": Value("string"),
+            "submitted_at": Value("string"),
+            "wall_seconds": Value("float64"),
+            "active_seconds": Value("float64"),
+        },
+        "caption_source": Value("string"),
+        "caption_model_version": Value("string"),
+        "reward_model_version": Value("string"),
+    }
+    if include_images:
+        columns["image_file"] = Image()
+    return Features(columns)
+
+
+def _hf_record(correction: Correction, *, include_images: bool) -> dict:
+    record = _jsonl_record(correction)
+    if include_images:
+        name = correction.task.caption.image.file.name
+        with default_storage.open(name, "rb") as stored:
+            record["image_file"] = {"bytes": stored.read(), "path": name}
+    return record
+
+
+def _parquet_write(records: Iterator[dict], file: IO[bytes], *, features: Features) -> int:
+    """Records as Parquet, one row group per `CHUNK_SIZE` records, so only one chunk is ever in memory.
+
+    The schema carries the `datasets` features as metadata: `datasets` then reads `image_file` back as
+    an image and not as a struct of bytes.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = features.arrow_schema
+    written = 0
+    rows: list[dict] = []
+    with pq.ParquetWriter(file, schema) as writer:
+        for record in records:
+            rows.append(record)
+            if len(rows) == CHUNK_SIZE:
+                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+                written, rows = written + len(rows), []
+        # An empty export still writes its schema, so the file reads back as zero typed rows.
+        if rows or not written:
+            writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+            written += len(rows)
+    return written
+
+
+def _hf_dataset_write(records: Iterator[dict], file: IO[bytes], *, features: Features) -> int:
+    """A `save_to_disk` directory, zipped into `file`: its files sit at the top of the archive.
+
+    `Dataset.from_parquet` converts the Parquet file into an Arrow file on disk (in a scratch cache,
+    not the user's) and memory-maps it, so the dataset never has to fit in memory.
+    """
+    from datasets import Dataset
+
+    with tempfile.TemporaryDirectory(prefix="hf-export-") as scratch:
+        scratch_dir = Path(scratch)
+        parquet = scratch_dir / "records.parquet"
+        with open(parquet, "wb") as parquet_file:
+            written = _parquet_write(records, parquet_file, features=features)
+        dataset = Dataset.from_parquet(str(parquet), features=features, cache_dir=str(scratch_dir / "cache"))
+        saved = scratch_dir / "dataset"
+        dataset.save_to_disk(str(saved))
+        with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(saved.rglob("*")):
+                if path.is_file():
+                    archive.write(path, path.relative_to(saved).as_posix())
+    return written
+
+
 # ----------------------------------------------------------------------------- Label Studio import
 
 
@@ -439,6 +592,20 @@ def label_studio_import(*, project: Project, file: IO[bytes], created_by: Abstra
         ):
             detection_enqueue(caption_ids=waiting, created_by=created_by)
     return report
+
+
+def project_create_from_label_studio(
+    *, name: str, file: IO[bytes], created_by: AbstractBaseUser
+) -> tuple[Project, LabelStudioImportReport]:
+    """A new project holding a Label Studio file's tasks (see `label_studio_import`).
+
+    One transaction: a file that is no Label Studio export raises `LabelStudioFileRejected` and leaves
+    no empty project behind.
+    """
+    with transaction.atomic():
+        project = project_create(name=name)
+        report = label_studio_import(project=project, file=file, created_by=created_by)
+    return project, report
 
 
 def _label_studio_task_import(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import uuid
+import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db.models.query import QuerySet
+from PIL import Image as PilImage
 
 from annotator.models import Arm, Assignment, Correction, Job, Project, Task
 from annotator.services import exports
@@ -449,3 +451,101 @@ def test_only_admins_may_export_and_download(api, annotator, admin_user, project
     else:
         expected = {401, 403} if role == "anonymous" else {403}
         assert {start.status_code, download.status_code, status.status_code} <= expected
+
+
+# ----------------------------------------------------------------------------- Hugging Face datasets
+
+
+def test_parquet_reads_back_with_pyarrow_as_the_jsonl_records(project, planted):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    result = corrections_export(project=project, export_format="hf_parquet", filters=ExportFilters(), name="t.parquet")
+    assert result.records == 3
+    with default_storage.open(result.file, "rb") as file:
+        table = pq.read_table(file)
+    assert table.to_pylist() == export_lines(project, "jsonl")
+    words = table.schema.field("words").type
+    assert pa.types.is_list(words)
+    assert pa.types.is_struct(words.value_type)
+    assert [field.name for field in words.value_type] == ["text", "start", "end", "label"]
+
+
+def test_parquet_is_written_a_row_group_per_chunk(project, annotator, planted, monkeypatch):
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(exports, "CHUNK_SIZE", 2)
+    result = corrections_export(project=project, export_format="hf_parquet", filters=ExportFilters(), name="t.parquet")
+    with default_storage.open(result.file, "rb") as file:
+        metadata = pq.ParquetFile(file).metadata
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [2, 1]
+
+
+def test_empty_parquet_export_keeps_its_columns(project):
+    import pyarrow.parquet as pq
+
+    result = corrections_export(project=project, export_format="hf_parquet", filters=ExportFilters(), name="t.parquet")
+    with default_storage.open(result.file, "rb") as file:
+        table = pq.read_table(file)
+    assert table.num_rows == 0
+    assert "words" in table.column_names
+    assert "no corrections matched" in result.note
+
+
+def _dataset_unzipped(result_file: str, tmp_path: Path):
+    import datasets
+
+    with default_storage.open(result_file, "rb") as file, zipfile.ZipFile(file) as archive:
+        archive.extractall(tmp_path / "dataset")
+    return datasets.load_from_disk(str(tmp_path / "dataset"))
+
+
+def test_dataset_directory_loads_with_the_same_rows_as_the_jsonl(project, planted, tmp_path):
+    result = corrections_export(project=project, export_format="hf_dataset", filters=ExportFilters(), name="t.zip")
+    dataset = _dataset_unzipped(result.file, tmp_path)
+    assert dataset.num_rows == result.records == 3
+    assert dataset.to_list() == export_lines(project, "jsonl")
+    assert "image_file" not in dataset.column_names
+
+
+def test_include_images_embeds_decodable_images(project, planted, tmp_path):
+    import datasets
+    import pyarrow.parquet as pq
+
+    result = corrections_export(
+        project=project, export_format="hf_dataset", filters=ExportFilters(), name="t.zip", include_images=True
+    )
+    dataset = _dataset_unzipped(result.file, tmp_path)
+    assert isinstance(dataset.features["image_file"], datasets.Image)
+    expected = planted["colour"].task.caption.image
+    first = dataset[0]["image_file"]
+    with default_storage.open(expected.file.name, "rb") as stored:
+        expected_pixels = PilImage.open(stored).convert("RGB").getpixel((0, 0))
+    assert first.size == (16, 12)
+    assert first.convert("RGB").getpixel((0, 0)) == expected_pixels
+    # The Parquet file carries the bytes too, and the features that make `datasets` decode them.
+    parquet = corrections_export(
+        project=project, export_format="hf_parquet", filters=ExportFilters(), name="i.parquet", include_images=True
+    )
+    with default_storage.open(parquet.file, "rb") as file:
+        table = pq.read_table(file)
+    image_file = table.column("image_file").to_pylist()[1]
+    assert image_file["path"] == planted["insertion"].task.caption.image.file.name
+    assert PilImage.open(io.BytesIO(image_file["bytes"])).size == (16, 12)
+    features = datasets.Features.from_arrow_schema(table.schema)
+    assert isinstance(features["image_file"], datasets.Image)
+
+
+def test_hf_export_job_names_its_file_by_format_and_passes_include_images(api, admin_user, project, planted):
+    api.force_authenticate(admin_user)
+    response = api.post(
+        f"/api/projects/{project.pk}/exports/",
+        {"format": "hf_parquet", "include_images": True, "filters": {"only_corrected": True}},
+        format="json",
+    )
+    assert response.status_code == 202
+    corrections_export_task(response.json()["id"])
+    job = Job.objects.get(pk=response.json()["id"])
+    assert job.payload["include_images"] is True
+    assert job.metrics["file"].endswith(".parquet")
+    assert job.metrics["records"] == 2
