@@ -23,6 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import combinations
+from statistics import median
 
 import numpy as np
 from django.db.models import Count
@@ -149,7 +150,8 @@ def project_report(*, project: Project, now: datetime) -> ProjectReport:
     )
     names: dict[int, str] = {}
     timings: list[CorrectionTiming] = []
-    for annotator_id, username, arm, seconds, original_text in rows.iterator(chunk_size=5_000):
+    # One fetch rather than a server-side cursor: half the time, and the report keeps every row anyway.
+    for annotator_id, username, arm, seconds, original_text in rows:
         names[annotator_id] = username
         timings.append(CorrectionTiming(annotator_id, arm, seconds, len(original_text.split())))
 
@@ -264,7 +266,8 @@ def learning_bins(annotators_timings: list[list[CorrectionTiming]]) -> list[Lear
             first_task=number * LEARNING_BIN_TASKS + 1,
             last_task=(number + 1) * LEARNING_BIN_TASKS,
             corrections=len(seconds_by_bin[number]),
-            median_seconds=float(np.median(seconds_by_bin[number])),
+            # statistics.median: numpy's per-call overhead dominates on bins of ten values.
+            median_seconds=float(median(seconds_by_bin[number])),
         )
         for number in sorted(seconds_by_bin)
     ]
@@ -285,7 +288,7 @@ def agreement_between_annotators(*, project: Project) -> Agreement:
         .values_list("task_id", "corrected_text", "word_labels")
     )
     by_caption: dict[int, list[tuple[str, list[str]]]] = defaultdict(list)
-    for task_id, corrected_text, word_labels in corrections.iterator(chunk_size=2_000):
+    for task_id, corrected_text, word_labels in corrections:
         by_caption[task_id].append((_normalised(corrected_text), [word["label"] for word in word_labels]))
 
     pairs = same_text = words_compared = words_agreeing = 0
