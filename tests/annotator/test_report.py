@@ -320,5 +320,5 @@ def test_names_with_html_are_escaped_in_the_page_and_its_charts(client, admin_us
 
     assert "<script>alert" not in page and "<b>bold</b>" not in page
     assert "&lt;b&gt;bold&lt;/b&gt; project" in page
-    # In the per-annotator table, the chart's line title and legend, and the learning table.
-    assert page.count("&lt;script&gt;alert(&#x27;a&#x27;)&lt;/script&gt;") >= 4
+    # In the per-annotator table, and the chart's line title and legend.
+    assert page.count("&lt;script&gt;alert(&#x27;a&#x27;)&lt;/script&gt;") >= 3
