@@ -78,6 +78,11 @@ class Image(models.Model):
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     original_name = models.CharField(max_length=255, db_index=True)
+    scene = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="the shapeworld scene the image was rendered from; exact ground truth for captions of it",
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -18,8 +18,8 @@ from annotator.selectors.dashboard import project_dashboard
 
 class ProjectDashboardApi(APIView):
     """Task counts by status, corrections on each of the last 30 days, throughput per annotator, and
-    TLDR's H_T, H_S, H_R of the captioner's captions per day and captioner version. Exact rates are a
-    string saying why they are unavailable."""
+    TLDR's H_T, H_S, H_R of the captioner's captions per day and captioner version, beside the parser's
+    exact ones where images have a shapeworld scene; `exact_rates` says which, or why there are none."""
 
     permission_classes = [IsAdmin]
 

@@ -13,7 +13,12 @@ version, as in the TLDR paper (§3):
 - H_R: share of captions with a bad word.
 These need every word's p_bad, which lives in a JSON list per detection; one narrow query streams
 (day, version, words) and the sums are kept per group, so 100,000 captions take a few seconds and
-constant memory. Exact rates need a scene's ground truth, and images and captions store none here.
+constant memory.
+
+Where a caption's image was rendered from a shapeworld scene, the parser labels its words against
+that exact ground truth (a word is bad when hallucinated or an unparsed content word), and the same
+three rates are given beside TLDR's, over the captions of the group that have a scene. A project
+without any scene reports exact rates as unavailable.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from django.db.models import Count, Max, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from annotator.models import Caption, Correction, Detection, ModelVersion, Project
+from annotator.models import Caption, Correction, Detection, Image, ModelVersion, Project
 from annotator.selectors.projects import ProjectCounts, project_counts
 from annotator.selectors.report import (
     CHART_BOTTOM,
@@ -38,6 +43,8 @@ from annotator.selectors.report import (
     SERIES_COLOURS,
     ChartTick,
 )
+from shapeworld.hallucination import caption_rates
+from shapeworld.scene import Scene, scene_from_dict
 
 CORRECTION_DAYS = 30
 RATES = ("H_T", "H_S", "H_R")
@@ -49,8 +56,9 @@ RATE_TITLES = {
 # The numbers a model's card leads with; reward evaluations keep theirs under "overall".
 HEADLINE_METRICS = ("mAP_neg", "A_R", "H_T", "H_S", "H_R")
 EXACT_RATES_UNAVAILABLE = (
-    "unavailable: images and captions store no shapeworld scene, so no word has ground truth to compare with"
+    "unavailable: no image of this project was rendered from a shapeworld scene, so no word has ground truth"
 )
+EXACT_RATES_AVAILABLE = "from the parser against the shapeworld scene, for captions whose image has one"
 SENTENCE_END = "."
 
 
@@ -82,6 +90,11 @@ class HallucinationDay:
     H_T: float
     H_S: float
     H_R: float
+    # The parser's exact rates over the `exact_captions` of them whose image has a scene; None when none has.
+    exact_captions: int
+    exact_H_T: float | None
+    exact_H_S: float | None
+    exact_H_R: float | None
 
 
 @dataclass(frozen=True)
@@ -107,7 +120,11 @@ def project_dashboard(*, project: Project, now: datetime) -> ProjectDashboard:
         corrections_per_day=corrections_per_day(project=project, now=now),
         throughput=annotator_throughput(project=project),
         hallucination=captioner_hallucination_by_day(project=project),
-        exact_rates=EXACT_RATES_UNAVAILABLE,
+        exact_rates=(
+            EXACT_RATES_AVAILABLE
+            if Image.objects.filter(project=project, scene__isnull=False).exists()
+            else EXACT_RATES_UNAVAILABLE
+        ),
     )
 
 
@@ -177,22 +194,40 @@ class _RateSums:
     token_rate: float = 0.0
     sentence_rate: float = 0.0
     bad_captions: int = 0
+    exact_captions: int = 0
+    exact_token_rate: float = 0.0
+    exact_sentence_rate: float = 0.0
+    exact_bad_captions: int = 0
+
+    def exact(self, total: float) -> float | None:
+        """Mean of an exact sum over the captions with a scene; None rather than 0 when there are none."""
+        return total / self.exact_captions if self.exact_captions else None
 
 
 def captioner_hallucination_by_day(*, project: Project) -> list[HallucinationDay]:
     """H_T, H_S, H_R of the policy's captions in `project` per (day written, captioner version), by day.
 
-    Captions TLDR has not scored yet, or whose detection has no word, are left out.
+    Captions TLDR has not scored yet, or whose detection has no word, are left out, so TLDR's rates and
+    the exact ones describe the same captions wherever every image has a scene.
     """
     rows = (
         Detection.objects.filter(
             is_current=True, caption__image__project=project, caption__source=Caption.Source.POLICY
         )
         .order_by()
-        .values_list("caption__created", "caption__model_version", "words")
+        .values_list(
+            "caption__created",
+            "caption__model_version",
+            "words",
+            "caption__text",
+            "caption__image_id",
+            "caption__image__scene",
+        )
     )
     sums: dict[tuple[date, str], _RateSums] = defaultdict(_RateSums)
-    for created, captioner, words in rows.iterator(chunk_size=2_000):
+    # Images usually have several captions over time; each scene is rebuilt once.
+    scenes: dict[int, Scene] = {}
+    for created, captioner, words, text, image_id, record in rows.iterator(chunk_size=2_000):
         if not words:
             continue
         token_rate, sentence_rate, any_bad = caption_hallucination(words, threshold=project.threshold)
@@ -201,6 +236,15 @@ def captioner_hallucination_by_day(*, project: Project) -> list[HallucinationDay
         group.token_rate += token_rate
         group.sentence_rate += sentence_rate
         group.bad_captions += any_bad
+        if record is not None:
+            scene = scenes.get(image_id)
+            if scene is None:
+                scene = scenes[image_id] = scene_from_dict(record)
+            exact = caption_rates(scene, text)
+            group.exact_captions += 1
+            group.exact_token_rate += exact["token_rate"]
+            group.exact_sentence_rate += exact["sentence_rate"]
+            group.exact_bad_captions += exact["response_bad"]
     return [
         HallucinationDay(
             day=day,
@@ -209,6 +253,10 @@ def captioner_hallucination_by_day(*, project: Project) -> list[HallucinationDay
             H_T=group.token_rate / group.captions,
             H_S=group.sentence_rate / group.captions,
             H_R=group.bad_captions / group.captions,
+            exact_captions=group.exact_captions,
+            exact_H_T=group.exact(group.exact_token_rate),
+            exact_H_S=group.exact(group.exact_sentence_rate),
+            exact_H_R=group.exact(group.exact_bad_captions),
         )
         for (day, captioner), group in sorted(sums.items())
     ]

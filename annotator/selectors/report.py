@@ -9,8 +9,11 @@ the same corrections always give the same report.
 
 Quality is reported beside speed, because a faster arm that produces worse corrections is no gain:
 where a caption was corrected by more than one person, how often they wrote the same text and gave
-each original word the same label. Captions carry no ground truth in this app, so agreement with a
-ground truth is reported as unavailable rather than guessed.
+each original word the same label. Where a caption's image was rendered from a shapeworld scene, the
+scene is exact ground truth and the parser judges against it: the share of corrected captions with
+no hallucinated or unparsed content word, and how often the annotator's good/bad label of each
+original word matches the parser's. A project without any scene reports this as unavailable rather
+than guessed.
 
 The numbers come from one query of plain values (no model instances), so a project with 100,000
 corrections is reported in about a second; the bootstrap costs the same for any number of captions.
@@ -28,7 +31,10 @@ from statistics import median
 import numpy as np
 from django.db.models import Count
 
-from annotator.models import Arm, Correction, Project
+from annotator.models import Arm, Correction, Image, Project
+from shapeworld.hallucination import word_is_bad
+from shapeworld.parser import caption_label
+from shapeworld.scene import Scene, scene_from_dict
 
 ARMS_SLOWER: tuple[str, ...] = (Arm.BINARY, Arm.NONE)
 ARMS: tuple[str, ...] = (Arm.TOKENS, *ARMS_SLOWER)
@@ -38,7 +44,7 @@ BOOTSTRAP_SEED = 20250122
 CONFIDENCE = 0.95
 # The learning effect in bins of this many tasks: an annotator's 1st–10th correction, 11th–20th, …
 LEARNING_BIN_TASKS = 10
-GROUND_TRUTH_UNAVAILABLE = "unavailable: captions and images carry no ground truth in this app"
+GROUND_TRUTH_UNAVAILABLE = "unavailable: no image of this project was rendered from a shapeworld scene"
 
 
 @dataclass(frozen=True)
@@ -113,7 +119,15 @@ class Agreement:
     # Share of original words that both people of a pair labelled the same (good or bad).
     word_label_agreement: float | None
     words_compared: int
+    # What the ground-truth numbers below cover, or why there are none.
     ground_truth: str
+    # Corrections whose image has a scene; the parser judges them against it.
+    ground_truth_corrections: int
+    # Share of those corrected captions with no hallucinated or unparsed content word.
+    ground_truth_clean_share: float | None
+    # Share of original words whose annotator label (good/bad) matches the parser's exact one.
+    ground_truth_word_label_agreement: float | None
+    ground_truth_words_compared: int
 
 
 @dataclass(frozen=True)
@@ -301,13 +315,74 @@ def agreement_between_annotators(*, project: Project) -> Agreement:
             if len(labels_a) == len(labels_b):
                 words_compared += len(labels_a)
                 words_agreeing += sum(a == b for a, b in zip(labels_a, labels_b, strict=True))
+    truth = agreement_with_ground_truth(project=project)
     return Agreement(
         captions_with_overlap=len(by_caption),
         pairs=pairs,
         text_agreement=same_text / pairs if pairs else None,
         word_label_agreement=words_agreeing / words_compared if words_compared else None,
         words_compared=words_compared,
-        ground_truth=GROUND_TRUTH_UNAVAILABLE,
+        ground_truth=truth.note,
+        ground_truth_corrections=truth.corrections,
+        ground_truth_clean_share=truth.clean_share,
+        ground_truth_word_label_agreement=truth.word_label_agreement,
+        ground_truth_words_compared=truth.words_compared,
+    )
+
+
+@dataclass(frozen=True)
+class GroundTruthAgreement:
+    """How the corrections of images with a scene fare against the parser's exact verdict."""
+
+    note: str
+    corrections: int
+    clean_share: float | None
+    word_label_agreement: float | None
+    words_compared: int
+
+
+def agreement_with_ground_truth(*, project: Project) -> GroundTruthAgreement:
+    """Judge every correction whose image has a scene by the parser: is the corrected caption clean, and
+    did the annotator flag the same original words the parser finds hallucinated or unparsed?
+
+    Only corrections with a scene are fetched, streamed, and each scene is parsed once per image.
+    Words are paired by character span (the annotator's labels and the parser's come from one word
+    splitter); a labelled word the parser has no span for is left out rather than guessed.
+    """
+    if not Image.objects.filter(project=project, scene__isnull=False).exists():
+        return GroundTruthAgreement(GROUND_TRUTH_UNAVAILABLE, 0, None, None, 0)
+    rows = (
+        Correction.objects.filter(task__project=project, task__caption__image__scene__isnull=False)
+        .order_by()
+        .values_list(
+            "task__caption__image_id",
+            "task__caption__image__scene",
+            "original_text",
+            "corrected_text",
+            "word_labels",
+        )
+    )
+    scenes: dict[int, Scene] = {}
+    corrections = clean = words_compared = words_agreeing = 0
+    for image_id, record, original_text, corrected_text, word_labels in rows.iterator(chunk_size=2_000):
+        scene = scenes.get(image_id)
+        if scene is None:
+            scene = scenes[image_id] = scene_from_dict(record)
+        corrections += 1
+        clean += not any(word_is_bad(word) for word in caption_label(scene, corrected_text))
+        exact_bad = {(word.start, word.end): word_is_bad(word) for word in caption_label(scene, original_text)}
+        for word in word_labels:
+            is_bad = exact_bad.get((word["start"], word["end"]))
+            if is_bad is not None:
+                words_compared += 1
+                words_agreeing += (word["label"] == "bad") == is_bad
+    return GroundTruthAgreement(
+        note=f"judged by the parser against the scenes of {corrections} corrected caption"
+        f"{'' if corrections == 1 else 's'}",
+        corrections=corrections,
+        clean_share=clean / corrections if corrections else None,
+        word_label_agreement=words_agreeing / words_compared if words_compared else None,
+        words_compared=words_compared,
     )
 
 
@@ -365,6 +440,18 @@ def report_csv_rows(report: ProjectReport) -> list[list[str]]:
             note=f"{agreement.words_compared} words compared",
         ),
         _csv_row("agreement", measure="ground_truth_agreement", note=agreement.ground_truth),
+        _csv_row(
+            "agreement",
+            measure="ground_truth_clean_share",
+            value=agreement.ground_truth_clean_share,
+            n=agreement.ground_truth_corrections,
+        ),
+        _csv_row(
+            "agreement",
+            measure="ground_truth_word_label_agreement",
+            value=agreement.ground_truth_word_label_agreement,
+            note=f"{agreement.ground_truth_words_compared} words compared",
+        ),
     ]
     return rows
 

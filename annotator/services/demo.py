@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import random
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from annotator.models import ModelVersion, Project
+from annotator.models import Image, ModelVersion, Project
 from annotator.services.captioning import captions_generate_for_images
 from annotator.services.imports import images_import
 from annotator.services.model_versions import model_version_activate, model_version_register
 from reward.bootstrap import CAPTIONER, REWARD_MODEL
 from reward.model import MANIFEST
 from shapeworld.render import scene_render
-from shapeworld.scene import scene_sample
+from shapeworld.scene import scene_sample, scene_to_dict
 
 DEMO_PROJECT = "Shapeworld demo"
 
@@ -23,7 +24,7 @@ def default_models_register(*, models_dir) -> None:
     """Register and activate the bootstrap's captioner and reward model, or say how to build them."""
     if not (models_dir / CAPTIONER / "config.json").is_file() or not (models_dir / REWARD_MODEL / MANIFEST).is_file():
         raise FileNotFoundError(
-            f"no default models under {models_dir}: run `python -m reward bootstrap --models-dir {models_dir}` first"
+            f"no default models under {models_dir}: run `python -m reward --models-dir {models_dir} bootstrap` first"
         )
     for kind, name in ((ModelVersion.Kind.POLICY, CAPTIONER), (ModelVersion.Kind.REWARD, REWARD_MODEL)):
         model_version_activate(model_version=model_version_register(kind=kind, name=name, path=name))
@@ -36,10 +37,18 @@ def demo_project_seed(*, n_images: int, seed: int = 0) -> Project:
     )
     rng = random.Random(seed)
     uploads = []
+    scenes: dict[str, dict] = {}
     for index in range(n_images):
+        scene = scene_sample(rng)
         buffer = io.BytesIO()
-        scene_render(scene_sample(rng)).save(buffer, format="PNG")
+        scene_render(scene).save(buffer, format="PNG")
+        scenes[hashlib.sha256(buffer.getvalue()).hexdigest()] = scene_to_dict(scene)
         uploads.append(SimpleUploadedFile(f"scene-{seed}-{index:04d}.png", buffer.getvalue(), "image/png"))
     report = images_import(project=project, files=uploads)
+    # Keyed by content, so an image a previous seeding already stored gets its scene as well.
+    images = list(Image.objects.filter(project=project, sha256__in=scenes, scene__isnull=True))
+    for image in images:
+        image.scene = scenes[image.sha256]
+    Image.objects.bulk_update(images, ["scene"])
     captions_generate_for_images(image_ids=report.created)
     return project

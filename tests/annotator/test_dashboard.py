@@ -14,6 +14,7 @@ from django.utils import timezone
 from annotator.models import Arm, Assignment, Caption, Correction, Detection, Project, Task
 from annotator.selectors.dashboard import (
     CORRECTION_DAYS,
+    EXACT_RATES_AVAILABLE,
     EXACT_RATES_UNAVAILABLE,
     PLOT_HEIGHT,
     caption_hallucination,
@@ -23,6 +24,7 @@ from annotator.selectors.dashboard import (
     project_dashboard,
 )
 from annotator.selectors.report import CHART_TOP
+from shapeworld.scene import ObjectGroup, Scene, scene_to_dict
 from tests.annotator.factories import (
     AdminFactory,
     AnnotatorFactory,
@@ -71,12 +73,19 @@ def _correct(project: Project, annotator, *, seconds: float, submitted_at: datet
 
 
 def _policy_caption(
-    project: Project, text: str, p_bads: list[float], *, captioner: str, written: datetime, current: bool = True
+    project: Project,
+    text: str,
+    p_bads: list[float],
+    *,
+    captioner: str,
+    written: datetime,
+    current: bool = True,
+    scene: Scene | None = None,
 ) -> Caption:
-    """A caption the captioner wrote on `written`, with a detection holding one p_bad per word."""
-    caption = CaptionFactory(
-        image=ImageFactory(project=project), text=text, source=Caption.Source.POLICY, model_version=captioner
-    )
+    """A caption the captioner wrote on `written` of an image with `scene`, with a detection holding one
+    p_bad per word."""
+    image = ImageFactory(project=project, scene=None if scene is None else scene_to_dict(scene))
+    caption = CaptionFactory(image=image, text=text, source=Caption.Source.POLICY, model_version=captioner)
     Caption.objects.filter(pk=caption.pk).update(created=written)
     _detect(caption, p_bads, current=current)
     return caption
@@ -192,6 +201,48 @@ def test_captioner_rates_per_day_and_version_from_current_policy_detections(proj
         ("2026-03-02", "cap-v1", 1, pytest.approx(2 / 3), 1.0, 1.0),
         ("2026-03-02", "cap-v2", 1, 0.0, 0.0, 0.0),
     ]
+
+
+# Two small red circles on the left, one small blue square on the right.
+PLANTED_SCENE = Scene(
+    groups=(
+        ObjectGroup("circle", "red", "small", 2, None, ((0.1, 0.5), (0.25, 0.5))),
+        ObjectGroup("square", "blue", "small", 1, None, ((0.7, 0.5),)),
+    )
+)
+
+
+def test_exact_rates_come_from_the_parser_where_images_have_a_scene(project, now):
+    day = timezone.make_aware(datetime(2026, 3, 1, 9, 0))
+    # "green" is the one bad word of 8 ("a", "." are neutral): H_T 1/8, H_S 1/2, H_R 1; TLDR saw nothing.
+    _policy_caption(
+        project, "a green square . two red circles .", [0.1] * 8, captioner="cap-v1", written=day, scene=PLANTED_SCENE
+    )
+    # All true: 0, 0, 0; TLDR wrongly flags "blue".
+    _policy_caption(project, "a blue square", [0.1, 0.9, 0.1], captioner="cap-v1", written=day, scene=PLANTED_SCENE)
+    # No scene: in TLDR's rates only.
+    _policy_caption(project, "a red circle", [0.1] * 3, captioner="cap-v1", written=day)
+    _policy_caption(project, "a red circle", [0.1] * 3, captioner="cap-v2", written=day)
+
+    dashboard = project_dashboard(project=project, now=now)
+
+    first, second = dashboard.hallucination
+    assert (first.captioner, first.captions, first.exact_captions, first.H_T, first.H_R) == (
+        "cap-v1",
+        3,
+        2,
+        pytest.approx(1 / 9),
+        pytest.approx(1 / 3),
+    )
+    assert (first.exact_H_T, first.exact_H_S, first.exact_H_R) == (pytest.approx(1 / 16), 0.25, 0.5)
+    assert (second.captioner, second.exact_captions, second.exact_H_T, second.exact_H_S, second.exact_H_R) == (
+        "cap-v2",
+        0,
+        None,
+        None,
+        None,
+    )
+    assert dashboard.exact_rates == EXACT_RATES_AVAILABLE
 
 
 def test_the_project_threshold_decides_which_words_are_bad(now):

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+import random
 from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 
-from annotator.models import Assignment, Caption, Detection, Job, ModelVersion, Task
+from annotator.models import Assignment, Caption, Detection, Image, Job, ModelVersion, Task
 from annotator.services.captioning import captions_generate_for_images
+from annotator.services.demo import DEMO_PROJECT
 from annotator.services.detection import captions_detect, captions_unfinished_ids
 from annotator.services.imports import images_import
 from annotator.services.model_versions import model_version_activate, model_version_register
@@ -19,7 +21,7 @@ from reward.model import RewardConfig, TokenRewardModel
 from reward.vlm import vlm_load
 from shapeworld.pretrain import PretrainConfig, captioner_pretrain
 from shapeworld.render import scene_render
-from shapeworld.scene import scene_sample
+from shapeworld.scene import scene_from_dict, scene_sample
 from tests.annotator.factories import CaptionFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
@@ -111,13 +113,17 @@ def test_seed_demo_builds_a_project_and_prints_logins(models_dir, settings, caps
     call_command("seed_demo", images=2)
     out = capsys.readouterr().out
     assert "2 tasks ready" in out and "login  annotator / " in out and "login  admin / " in out
+    # Each image keeps the scene it was rendered from: the exact ground truth of its captions.
+    stored = [scene_from_dict(image.scene) for image in Image.objects.filter(project__name=DEMO_PROJECT)]
+    rng = random.Random(0)
+    assert stored == [scene_sample(rng), scene_sample(rng)]
 
 
 def test_seed_demo_without_models_says_how_to_build_them(tmp_path, settings):
     from django.core.management.base import CommandError
 
     settings.TLDR_MODELS_DIR = str(tmp_path)
-    with pytest.raises(CommandError, match="python -m reward bootstrap"):
+    with pytest.raises(CommandError, match=r"python -m reward --models-dir \S+ bootstrap"):
         call_command("seed_demo", images=1)
 
 

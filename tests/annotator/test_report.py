@@ -17,10 +17,14 @@ from annotator.models import Arm, Assignment, Caption, Correction, Project, Task
 from annotator.selectors.report import (
     GROUND_TRUTH_UNAVAILABLE,
     CorrectionTiming,
+    agreement_with_ground_truth,
     bootstrap_medians,
     project_report,
+    report_csv_rows,
     timing_summary,
 )
+from shapeworld.grammar import caption_words
+from shapeworld.scene import ObjectGroup, Scene, scene_to_dict
 from tests.annotator.factories import AdminFactory, AnnotatorFactory, ImageFactory, ProjectFactory
 
 pytestmark = pytest.mark.django_db
@@ -268,6 +272,89 @@ def test_the_csv_holds_the_planted_numbers(client, admin_user, project, now):
     ]
     agreement = {row["measure"]: row for row in rows if row["section"] == "agreement"}
     assert agreement["ground_truth_agreement"]["note"] == GROUND_TRUTH_UNAVAILABLE
+
+
+# Two small red circles on the left, one small blue square on the right: "left of" is true, "right of" is not.
+PLANTED_SCENE = Scene(
+    groups=(
+        ObjectGroup("circle", "red", "small", 2, None, ((0.1, 0.5), (0.25, 0.5))),
+        ObjectGroup("square", "blue", "small", 1, None, ((0.7, 0.5),)),
+    )
+)
+
+
+def _correct_with_spans(annotator, task: Task, *, corrected_text: str, bad: set[str]) -> None:
+    """A correction whose word labels carry the caption's real spans; words named in `bad` are labelled bad."""
+    original = task.caption.text
+    labels = [
+        {"text": text, "start": start, "end": end, "label": "bad" if text in bad else "good"}
+        for text, start, end in caption_words(original)
+    ]
+    assignment = Assignment.objects.create(
+        task=task,
+        annotator=annotator,
+        arm=Arm.TOKENS,
+        status=Assignment.Status.SUBMITTED,
+        leased_at=task.created,
+        expires_at=task.created,
+        served_at=task.created,
+    )
+    Correction.objects.create(
+        task=task,
+        assignment=assignment,
+        annotator=annotator,
+        original_text=original,
+        corrected_text=corrected_text,
+        word_labels=labels,
+        arm=Arm.TOKENS,
+        served_at=task.created,
+        submitted_at=task.created,
+        active_seconds=30.0,
+        client_submission_id=uuid.uuid4(),
+    )
+
+
+def _task_of(project: Project, text: str, *, scene: Scene | None) -> Task:
+    image = ImageFactory(project=project, scene=None if scene is None else scene_to_dict(scene))
+    caption = Caption.objects.create(image=image, text=text, source=Caption.Source.POLICY)
+    return Task.objects.create(project=project, caption=caption, status=Task.Status.DONE)
+
+
+def test_agreement_with_the_planted_scene_is_computed_by_the_parser(project, now):
+    wrong = "two red circles right of a blue square"  # only "right" is hallucinated
+    first, second = AnnotatorFactory(), AnnotatorFactory()
+    with_scene = _task_of(project, wrong, scene=PLANTED_SCENE)
+    # Flags exactly "right" and fixes it: 8 of 8 labels match the parser, a clean caption.
+    _correct_with_spans(first, with_scene, corrected_text="two red circles left of a blue square", bad={"right"})
+    # Flags "red" instead and keeps the caption: "red" and "right" disagree (6 of 8), not clean.
+    _correct_with_spans(second, with_scene, corrected_text=wrong, bad={"red"})
+    # An image without a scene has no ground truth and is left out, however its words are labelled.
+    _correct_with_spans(first, _task_of(project, wrong, scene=None), corrected_text=wrong, bad=set())
+
+    report = project_report(project=project, now=now)
+    agreement = report.agreement
+
+    assert agreement.ground_truth_corrections == 2
+    assert agreement.ground_truth_clean_share == 0.5
+    assert (agreement.ground_truth_words_compared, agreement.ground_truth_word_label_agreement) == (16, 14 / 16)
+    assert agreement.ground_truth != GROUND_TRUTH_UNAVAILABLE
+    header, *rows = report_csv_rows(report)
+    by_measure = {row["measure"]: row for row in (dict(zip(header, r, strict=True)) for r in rows)}
+    assert by_measure["ground_truth_clean_share"]["value"] == "0.5"
+    assert by_measure["ground_truth_word_label_agreement"]["value"] == "0.875"
+
+
+def test_ground_truth_stays_unavailable_without_any_scene(project, annotator):
+    _correct_with_spans(annotator, _task_of(project, CAPTION, scene=None), corrected_text=CAPTION, bad=set())
+
+    truth = agreement_with_ground_truth(project=project)
+
+    assert (truth.note, truth.corrections, truth.clean_share, truth.word_label_agreement) == (
+        GROUND_TRUTH_UNAVAILABLE,
+        0,
+        None,
+        None,
+    )
 
 
 @pytest.mark.parametrize("role", ["anonymous", "annotator", "admin"])
