@@ -1,7 +1,15 @@
-// Keeps the project page's jobs table current: polls each queued or running job's API row until it
-// ends. Job text (step, error) is shown with textContent only: it can quote caption files.
+// Keeps a page's jobs table current: polls each queued or running job's API row until it ends.
+// A row fills the cells it has: the project page shows when a job finished, the export page the
+// export's summary and its download link. Job text (step, note, error) is shown with textContent
+// only: it can quote caption files.
 const POLL_MS = 2000;
 const ENDED = new Set(["succeeded", "failed", "cancelled"]);
+
+function exportSummary(metrics) {
+  const records = metrics.records ?? 0;
+  const note = metrics.note ? `; ${metrics.note}` : "";
+  return `${records} record${records === 1 ? "" : "s"}${note}`;
+}
 
 function render(row, job) {
   const status = row.querySelector("[data-job-status]");
@@ -9,17 +17,21 @@ function render(row, job) {
   status.className = `badge badge--${job.status}`;
   row.querySelector("[data-job-progress]").value = job.progress;
   row.querySelector("[data-job-step]").textContent = job.step;
-  if (job.finished) {
-    row.querySelector("[data-job-finished]").textContent = new Date(job.finished).toLocaleString();
+  const finished = row.querySelector("[data-job-finished]");
+  if (finished && job.finished) finished.textContent = new Date(job.finished).toLocaleString();
+  const summary = row.querySelector("[data-export-summary]");
+  if (summary && job.status === "succeeded") {
+    summary.textContent = exportSummary(job.metrics);
+    row.querySelector("[data-export-download]").hidden = false;
   }
   if (job.status === "failed" && job.message) {
     const details = document.createElement("details");
-    const summary = document.createElement("summary");
+    const title = document.createElement("summary");
     const log = document.createElement("pre");
-    summary.textContent = "error";
+    title.textContent = "error";
     log.className = "log";
     log.textContent = job.message;
-    details.append(summary, log);
+    details.append(title, log);
     row.querySelector("[data-job-step]").after(details);
   }
 }
