@@ -86,6 +86,17 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["id", "kind", "status", "progress", "step", "created", "started", "finished"]
-    list_filter = ["kind", "status"]
-    readonly_fields = ["progress", "step", "message", "metrics", "started", "finished"]
+    list_display = ["id", "kind", "project", "status", "progress", "step", "loss", "created", "started", "finished"]
+    list_filter = ["kind", "status", "project"]
+    readonly_fields = [
+        "progress",
+        "step",
+        "loss",
+        "log",
+        "message",
+        "metrics",
+        "attempts",
+        "cancel_requested",
+        "started",
+        "finished",
+    ]

@@ -8,6 +8,7 @@ from annotator.models import PROJECT_SETTINGS, Arm, Project
 from annotator.selectors.projects import annotators_all
 from annotator.services.exports import EXPORT_FORMATS, ExportFilters
 from annotator.services.imports import CAPTION_FORMATS
+from annotator.services.retraining import POLICY, POLICY_METHODS, REWARD, TrainingOptions
 
 # The annotation page renews its lease every 30 s: a shorter lease would lapse between two renewals.
 LEASE_SECONDS_MIN = 60
@@ -142,3 +143,27 @@ class LabelStudioImportForm(forms.Form):
         if Project.objects.filter(name=name).exists():
             raise forms.ValidationError(f"a project named “{name}” exists already: choose another name")
         return name
+
+
+class TrainingStartForm(forms.Form):
+    """The learning loop's buttons (project page, models page): which project, which model, and how."""
+
+    project = forms.ModelChoiceField(queryset=Project.objects.order_by("name"), empty_label=None)
+    kind = forms.ChoiceField(choices=[(REWARD, "Retrain TLDR on corrections"), (POLICY, "Train the captioner")])
+    method = forms.ChoiceField(
+        choices=[(method, method) for method in POLICY_METHODS],
+        required=False,
+        initial="ppo_tokens",
+        help_text="captioner: PPO with TLDR's token rewards, sentence rewards or a verifier's; or SFT on corrections",
+    )
+    minutes = forms.FloatField(required=False, min_value=0.01, help_text="training budget; empty: the server's default")
+    from_base = forms.BooleanField(
+        required=False, label="From the captioner", help_text="TLDR: a fresh model instead of the active one"
+    )
+
+    def options(self) -> TrainingOptions:
+        return TrainingOptions(
+            minutes=self.cleaned_data["minutes"],
+            from_base=self.cleaned_data["from_base"],
+            method=self.cleaned_data["method"] or "ppo_tokens",
+        )

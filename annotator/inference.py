@@ -15,14 +15,14 @@ import torch
 from django.conf import settings
 from transformers import PreTrainedModel, ProcessorMixin
 
+from annotator.selectors.model_versions import model_folder
 from reward.model import TokenRewardModel
 from reward.vlm import vlm_load
 
 
 def model_dir(path: str) -> Path:
     """A ModelVersion's folder: relative paths live under TLDR_MODELS_DIR."""
-    folder = Path(path)
-    return folder if folder.is_absolute() else Path(settings.TLDR_MODELS_DIR) / folder
+    return model_folder(path)
 
 
 def _device() -> str:

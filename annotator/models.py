@@ -260,11 +260,16 @@ class Correction(models.Model):
 
 
 class Job(models.Model):
+    """Background work the pages poll. A training job names its project: at most one of each training
+    kind is queued or running per project (a database fact), so two triggers at once make one job."""
+
     class Kind(models.TextChoices):
         DETECT = "detect", "score captions with TLDR"
         CAPTION = "caption", "caption images with the captioner"
         RESCORE = "rescore", "re-score unannotated captions with a new reward model"
         EXPORT = "export", "export corrections as a dataset file"
+        REWARD_TRAIN = "reward_train", "retrain TLDR on corrections"
+        POLICY_TRAIN = "policy_train", "train the captioner"
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -275,11 +280,20 @@ class Job(models.Model):
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs", help_text="training jobs"
+    )
     payload = models.JSONField(default=dict, blank=True, help_text="the job's arguments")
     progress = models.FloatField(default=0.0)
     step = models.CharField(max_length=200, blank=True)
-    message = models.TextField(blank=True, help_text="the tail of the job's log, or its error")
+    loss = models.FloatField(null=True, blank=True, help_text="a training job's latest running loss")
+    log = models.TextField(blank=True, help_text="the tail of the job's progress log")
+    message = models.TextField(blank=True, help_text="the job's error, or a note on how it ended")
     metrics = models.JSONField(default=dict, blank=True)
+    cancel_requested = models.BooleanField(
+        default=False, help_text="a running job stops at its next step and ends cancelled"
+    )
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="deliveries to a worker; above 1 after a lost one")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created = models.DateTimeField(auto_now_add=True)
     started = models.DateTimeField(null=True, blank=True)
@@ -288,6 +302,13 @@ class Job(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [models.Index(fields=["status", "kind"], name="job_status_kind")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "kind"],
+                condition=Q(kind__in=["reward_train", "policy_train"], status__in=["queued", "running"]),
+                name="job_one_active_training_per_project_and_kind",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} job {self.pk} ({self.status})"

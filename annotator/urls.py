@@ -19,5 +19,8 @@ urlpatterns = [
     path("projects/<int:project_id>/report.csv", views.project_report_csv, name="project-report-csv"),
     path("projects/<int:project_id>/dashboard/", views.project_dashboard_page, name="project-dashboard"),
     path("models/", views.model_versions_page, name="model-versions"),
+    path("training/start/", views.training_start, name="training-start"),
+    path("jobs/", views.job_list_page, name="job-list"),
+    path("jobs/<int:job_id>/cancel/", views.job_cancel_page, name="job-cancel"),
     path("projects/<int:project_id>/annotate/", views.project_annotate, name="project-annotate"),
 ]

@@ -8,12 +8,15 @@ import csv
 from collections.abc import Callable
 from functools import wraps
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from annotator.forms import (
@@ -22,8 +25,9 @@ from annotator.forms import (
     ImageUploadForm,
     LabelStudioImportForm,
     ProjectCreateForm,
+    TrainingStartForm,
 )
-from annotator.models import Project
+from annotator.models import Job, Project
 from annotator.selectors.dashboard import (
     dashboard_charts,
     model_version_headline,
@@ -31,7 +35,7 @@ from annotator.selectors.dashboard import (
     project_dashboard,
 )
 from annotator.selectors.exports import export_jobs_for_project
-from annotator.selectors.jobs import jobs_recent_for_project
+from annotator.selectors.jobs import jobs_recent, jobs_recent_for_project
 from annotator.selectors.model_versions import ModelNotActive, model_versions_active_by_kind
 from annotator.selectors.projects import captions_recent, project_counts, projects_visible, user_is_admin
 from annotator.selectors.report import project_report, report_charts, report_csv_rows
@@ -51,7 +55,9 @@ from annotator.services.imports import (
     captions_import,
     images_import,
 )
+from annotator.services.jobs import JobNotCancellable, job_cancel
 from annotator.services.projects import project_create
+from annotator.services.retraining import TrainingRefused, training_enqueue
 
 # A file with thousands of bad lines would bury the page; the API returns every problem.
 PROBLEMS_SHOWN = 50
@@ -109,6 +115,10 @@ def project_admin(request: HttpRequest, project_id: int) -> HttpResponse:
         "captions": captions_recent(project=project),
         "image_form": ImageUploadForm(),
         "caption_form": CaptionImportForm(),
+        # Two forms on one page: their own element ids, the same field names.
+        "reward_form": TrainingStartForm(auto_id="reward-%s"),
+        "policy_form": TrainingStartForm(auto_id="policy-%s"),
+        "min_corrections": settings.TLDR_TRAIN_MIN_CORRECTIONS,
     }
     return render(request, "annotator/project_admin.html", context)
 
@@ -134,7 +144,8 @@ def project_dashboard_page(request: HttpRequest, project_id: int) -> HttpRespons
 @require_GET
 def model_versions_page(request: HttpRequest) -> HttpResponse:
     versions = [(version, model_version_headline(version.metrics)) for version in model_versions_all()]
-    return render(request, "annotator/models.html", {"versions": versions})
+    context = {"versions": versions, "training_form": TrainingStartForm(), "has_projects": Project.objects.exists()}
+    return render(request, "annotator/models.html", context)
 
 
 @admin_required
@@ -229,7 +240,7 @@ def _messages_problems(request: HttpRequest, problems: list[ImportProblem]) -> N
         messages.error(request, f"…and {hidden}, not listed here; the import API reports every one.")
 
 
-def _messages_form_errors(request: HttpRequest, form: ImageUploadForm | CaptionImportForm) -> None:
+def _messages_form_errors(request: HttpRequest, form: ImageUploadForm | CaptionImportForm | TrainingStartForm) -> None:
     for errors in form.errors.values():
         for error in errors:
             messages.error(request, error)
@@ -296,3 +307,57 @@ def _messages_label_studio_report(request: HttpRequest, report: LabelStudioImpor
         messages.error(request, problem)
     if len(report.problems) > PROBLEMS_SHOWN:
         messages.error(request, f"…and {_count(len(report.problems) - PROBLEMS_SHOWN, 'more problem')}, not listed.")
+
+
+# ----------------------------------------------------------------------------- the learning loop and its jobs
+
+
+@admin_required
+@require_GET
+def job_list_page(request: HttpRequest) -> HttpResponse:
+    """Every recent job with its live progress, loss, log tail, metrics and a cancel button."""
+    return render(request, "annotator/jobs.html", {"jobs": jobs_recent()})
+
+
+@admin_required
+@require_POST
+def job_cancel_page(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(Job, pk=job_id)
+    try:
+        job = job_cancel(job=job)
+    except JobNotCancellable as error:
+        messages.info(request, str(error))
+    else:
+        if job.status == Job.Status.CANCELLED:
+            messages.success(request, f"Cancelled job #{job.pk} before it started.")
+        else:
+            messages.success(request, f"Asked job #{job.pk} to stop: it ends cancelled at its next step.")
+    return redirect("job-list")
+
+
+@admin_required
+@require_POST
+def training_start(request: HttpRequest) -> HttpResponse:
+    """The learning loop's buttons: queue a training job and follow it on the jobs page.
+
+    A refusal (too few corrections, no active model) goes back to the page the button was on.
+    """
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        back = reverse("job-list")
+    form = TrainingStartForm(request.POST)
+    if not form.is_valid():
+        _messages_form_errors(request, form)
+        return redirect(back)
+    try:
+        start = training_enqueue(
+            project=form.cleaned_data["project"],
+            kind=form.cleaned_data["kind"],
+            options=form.options(),
+            created_by=request.user,
+        )
+    except TrainingRefused as refused:
+        messages.error(request, str(refused))
+        return redirect(back)
+    (messages.success if start.created else messages.info)(request, start.message)
+    return redirect("job-list")

@@ -28,6 +28,8 @@ app.conf.update(
         "annotator.tasks.captions_detect_task": {"queue": "gpu"},
         "annotator.tasks.captions_generate_task": {"queue": "gpu"},
         "annotator.tasks.detections_refresh_task": {"queue": "gpu"},
+        "annotator.tasks.reward_retrain_task": {"queue": "gpu"},
+        "annotator.tasks.policy_train_task": {"queue": "gpu"},
     },
     # A job whose worker dies is redelivered rather than lost; one message at a time per process so
     # a long GPU job never holds a second one hostage.

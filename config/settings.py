@@ -167,6 +167,23 @@ TLDR_BACKBONE = env.str("TLDR_BACKBONE", default="")
 TLDR_MAX_UPLOAD_BYTES = env.int("TLDR_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
 TLDR_MAX_ZIP_BYTES = env.int("TLDR_MAX_ZIP_BYTES", default=2 * 1024 * 1024 * 1024)
 TLDR_MAX_IMAGE_PIXELS = env.int("TLDR_MAX_IMAGE_PIXELS", default=50_000_000)
+# The learning loop (README, "The learning loop"). A training job's Celery soft time limit; training
+# stops TLDR_TRAIN_EVAL_SECONDS before it, so the model trained so far is saved, evaluated and gated in
+# time. The hard limit kills a job that still overruns; a killed job registers nothing.
+TLDR_TRAIN_TIME_LIMIT = env.int("TLDR_TRAIN_TIME_LIMIT", default=2 * 3600)
+TLDR_TRAIN_HARD_TIME_LIMIT = env.int("TLDR_TRAIN_HARD_TIME_LIMIT", default=TLDR_TRAIN_TIME_LIMIT + 15 * 60)
+TLDR_TRAIN_EVAL_SECONDS = env.int("TLDR_TRAIN_EVAL_SECONDS", default=10 * 60)
+# Training budgets when a trigger names none (minutes of training, before evaluation).
+TLDR_REWARD_TRAIN_MINUTES = env.float("TLDR_REWARD_TRAIN_MINUTES", default=10.0)
+TLDR_POLICY_TRAIN_MINUTES = env.float("TLDR_POLICY_TRAIN_MINUTES", default=30.0)
+# The vision-encoder verifier that method ppo_verifier rewards the captioner with (a folder, relative
+# to TLDR_MODELS_DIR or absolute); that method is refused while it is unset.
+TLDR_VERIFIER_DIR = env.str("TLDR_VERIFIER_DIR", default="")
+# The fewest corrections a project needs before any training job is queued (a held-out slice needs some).
+TLDR_TRAIN_MIN_CORRECTIONS = env.int("TLDR_TRAIN_MIN_CORRECTIONS", default=20)
+# The periodic check retrains TLDR for a project once this many corrections arrived since its last retraining.
+TLDR_RETRAIN_MIN_CORRECTIONS = env.int("TLDR_RETRAIN_MIN_CORRECTIONS", default=200)
+TLDR_RETRAIN_CHECK_SECONDS = env.int("TLDR_RETRAIN_CHECK_SECONDS", default=15 * 60)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
@@ -185,9 +202,22 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    # Longer than the longest job (a batched captioning or re-scoring run): an unacknowledged message
-    # is redelivered after this, and with acks_late a running job would otherwise start twice.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=4 * 3600)}
+    # Longer than the longest job (a training job's hard time limit): an unacknowledged message is
+    # redelivered after this, and with acks_late a running job would otherwise start twice. A message
+    # redelivered after it therefore always means its worker is gone.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int(
+            "CELERY_VISIBILITY_TIMEOUT", default=max(4 * 3600, TLDR_TRAIN_HARD_TIME_LIMIT + 3600)
+        )
+    }
+# django-celery-beat's DatabaseScheduler copies this into its tables at start; the admin can change it there.
+CELERY_BEAT_SCHEDULE = {
+    "learning-loop-check": {
+        "task": "annotator.tasks.learning_loop_check_task",
+        "schedule": float(TLDR_RETRAIN_CHECK_SECONDS),
+        "options": {"queue": "default"},
+    }
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -72,19 +72,27 @@ def reward_train(
     config: TrainConfig,
     *,
     on_progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict:
-    """Train `model` in place on `batches` until the budget is spent; returns the run's statistics."""
+    """Train `model` in place on `batches` until the budget is spent; returns the run's statistics.
+
+    `should_stop` is asked before every step: a job that is cancelled or near its time limit ends the
+    run early and keeps the model trained so far (the statistics say it was stopped).
+    """
     torch.manual_seed(config.seed)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay)
     budget_s = config.minutes * 60 if config.minutes is not None else math.inf
     model.train()
     start = time.monotonic()
-    step, seen, recent = 0, 0, []
+    step, seen, recent, stopped = 0, 0, [], False
     while True:
         elapsed = time.monotonic() - start
         fraction = max(elapsed / budget_s, step / config.max_steps if config.max_steps else 0.0)
         if fraction >= 1.0:
+            break
+        if should_stop is not None and should_stop():
+            stopped = True
             break
         batch = next(batches)
         for group in optimizer.param_groups:
@@ -107,6 +115,7 @@ def reward_train(
         "seconds": round(seconds, 1),
         "captions_per_second": round(seen / max(seconds, 1e-9), 1),
         "final_loss": round(sum(recent) / max(len(recent), 1), 5),
+        "stopped_early": stopped,
     }
 
 

@@ -183,14 +183,14 @@ def _counting_candidates(scene: Scene, parse: CaptionParse, rng: random.Random) 
                 continue
             replace = {count_word: "a" if count == 1 else NUMBER_WORDS[count - 1]}
             replace[phrase.noun] = group_noun(phrase.shape, count)
-            verb = _verb_of(parse, k)
+            verb = verb_of(parse, k)
             if verb is not None:
                 replace[verb] = "is" if count == 1 else "are"
             edits.append(_Edit(replace, {}))
     return edits
 
 
-def _verb_of(parse: CaptionParse, k: int) -> int | None:
+def verb_of(parse: CaptionParse, k: int) -> int | None:
     """The "is"/"are" whose subject is phrase k.
 
     It follows the subject ("a red circle is left of ..."), except in "there is ..." and in fronted

@@ -2,7 +2,7 @@ from django.urls import path
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import SimpleRouter
 
-from annotator.api import admin, dashboard, exports, report, tasks
+from annotator.api import admin, dashboard, exports, report, tasks, training
 
 router = SimpleRouter()
 router.register("projects", admin.ProjectViewSet, basename="api-project")
@@ -22,6 +22,8 @@ urlpatterns = [
     ),
     path("jobs/", admin.JobListApi.as_view(), name="api-jobs"),
     path("jobs/<int:job_id>/", admin.JobDetailApi.as_view(), name="api-job"),
+    path("jobs/<int:job_id>/cancel/", training.JobCancelApi.as_view(), name="api-job-cancel"),
+    path("projects/<int:project_id>/retrain/", training.TrainingStartApi.as_view(), name="api-project-retrain"),
     path("model-versions/", admin.ModelVersionListApi.as_view(), name="api-model-versions"),
     path(
         "model-versions/<int:model_version_id>/activate/",

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import io
+import random
 
 import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
+from django.utils import timezone
 from PIL import Image as PilImage
 
-from annotator.models import Caption, Detection, Image, ModelVersion, Project, Task
+from annotator.models import Assignment, Caption, Correction, Detection, Image, ModelVersion, Project, Task
 from annotator.selectors.projects import ANNOTATOR_GROUP
+from reward.alignment import word_labels_from_correction
+from shapeworld.grammar import caption_write
+from shapeworld.perturb import caption_perturb_any
+from shapeworld.render import scene_render
+from shapeworld.scene import scene_sample, scene_to_dict
 
 
 def png_bytes(size: tuple[int, int] = (16, 12), colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:
@@ -123,3 +130,50 @@ def _words(text: str) -> list[tuple[str, int]]:
         words.append((word, position))
         position += len(word)
     return words
+
+
+def corrections_plant(project: Project, annotator, n: int, *, scenes: bool = True, seed: int = 0) -> list[Correction]:
+    """`n` shapeworld images, each with a captioner-like caption with one wrong word and its correction."""
+    rng = random.Random(seed)
+    now = timezone.now()
+    planted = []
+    for index in range(n):
+        scene = scene_sample(rng)
+        buffer = io.BytesIO()
+        scene_render(scene).save(buffer, format="PNG")
+        image = ImageFactory(
+            project=project,
+            file=ContentFile(buffer.getvalue(), name=f"loop{seed}-{index}.png"),
+            scene=scene_to_dict(scene) if scenes else None,
+        )
+        corrected = caption_write(scene)
+        wrong = caption_perturb_any(scene, corrected, rng)
+        original = wrong.caption if wrong else f"{corrected} and a purple star"
+        task = TaskFactory(project=project, caption__image=image, caption__text=original, status=Task.Status.DONE)
+        assignment = Assignment.objects.create(
+            task=task,
+            annotator=annotator,
+            arm="tokens",
+            status=Assignment.Status.SUBMITTED,
+            leased_at=now,
+            expires_at=now,
+            served_at=now,
+        )
+        labels = word_labels_from_correction(original, corrected)
+        planted.append(
+            Correction.objects.create(
+                task=task,
+                assignment=assignment,
+                annotator=annotator,
+                original_text=original,
+                corrected_text=corrected,
+                word_labels=labels.words,
+                insertions=labels.insertions,
+                arm="tokens",
+                served_at=now,
+                submitted_at=now,
+                active_seconds=5.0,
+                client_submission_id=assignment.client_submission_id,
+            )
+        )
+    return planted

@@ -7,7 +7,7 @@ import io
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from annotator.models import Assignment
+from annotator.models import Assignment, Job, ModelVersion
 from annotator.services.leases import task_lease_next
 from tests.annotator.factories import ModelVersionFactory, TaskFactory, png_bytes
 
@@ -24,7 +24,9 @@ def world(annotator, admin_user, project, now):
     own = task_lease_next(annotator=annotator, project=project, now=now)
     admins = task_lease_next(annotator=admin_user, project=project, now=now)
     version = ModelVersionFactory()
-    return {"project": project, "own": own, "admins": admins, "version": version}
+    ModelVersionFactory(status=ModelVersion.Status.ACTIVE)  # a reward model to retrain from
+    queued = Job.objects.create(kind=Job.Kind.EXPORT, payload={"project_id": project.pk})
+    return {"project": project, "own": own, "admins": admins, "version": version, "queued": queued}
 
 
 def _calls(world, role):
@@ -62,6 +64,9 @@ def _calls(world, role):
         ),
         ("caption generate", "post", f"/api/projects/{project.pk}/captions/generate/", {}, "json"),
         ("job list", "get", "/api/jobs/", None, None),
+        ("job cancel state", "get", f"/api/jobs/{world['queued'].pk}/cancel/", None, None),
+        ("job cancel", "post", f"/api/jobs/{world['queued'].pk}/cancel/", None, None),
+        ("retrain", "post", f"/api/projects/{project.pk}/retrain/", {"kind": "reward", "max_steps": 1}, "json"),
         ("model versions", "get", "/api/model-versions/", None, None),
         ("model activate", "post", f"/api/model-versions/{world['version'].pk}/activate/", None, None),
         ("project delete", "delete", f"/api/projects/{project.pk}/", None, None),
@@ -82,7 +87,8 @@ ANNOTATOR_ALLOWED = {
 
 
 @pytest.mark.parametrize("role", ["anonymous", "annotator", "admin"])
-def test_permission_matrix(api, world, annotator, admin_user, role):
+def test_permission_matrix(api, world, annotator, admin_user, role, settings):
+    settings.TLDR_TRAIN_MIN_CORRECTIONS = 0
     if role != "anonymous":
         api.force_authenticate(annotator if role == "annotator" else admin_user)
     for name, method, url, body, body_format in _calls(world, role):
@@ -98,6 +104,9 @@ def test_permission_matrix(api, world, annotator, admin_user, role):
                 response.status_code,
                 getattr(response, "data", None),
             )
+    world["queued"].refresh_from_db()
+    assert world["queued"].status == (Job.Status.CANCELLED if role == "admin" else Job.Status.QUEUED)
+    assert Job.objects.filter(kind=Job.Kind.REWARD_TRAIN).count() == (1 if role == "admin" else 0)
 
 
 def test_annotator_sees_only_its_own_corrections_and_projects(api, world, annotator, admin_user, now):

@@ -1,10 +1,10 @@
-"""Detection, captioning, re-scoring and the demo seed with a micro captioner and an untrained TLDR model."""
+"""Detection, captioning, re-scoring and the demo seed with a micro captioner and an untrained TLDR model
+(the `models_dir` and `active_models` fixtures of conftest.py)."""
 
 from __future__ import annotations
 
 import io
 import random
-from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -17,31 +17,11 @@ from annotator.services.detection import captions_detect, captions_unfinished_id
 from annotator.services.imports import images_import
 from annotator.services.model_versions import model_version_activate, model_version_register
 from reward.bootstrap import CAPTIONER, REWARD_MODEL
-from reward.model import RewardConfig, TokenRewardModel
-from reward.vlm import vlm_load
-from shapeworld.pretrain import PretrainConfig, captioner_pretrain
 from shapeworld.render import scene_render
 from shapeworld.scene import scene_from_dict, scene_sample
 from tests.annotator.factories import CaptionFactory, TaskFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A models folder laid out like the bootstrap's: a seconds-trained captioner and an untrained TLDR head."""
-    root = tmp_path_factory.mktemp("models")
-    captioner_pretrain(PretrainConfig(minutes=0.05), root / CAPTIONER)
-    vlm, _ = vlm_load(str(root / CAPTIONER))
-    TokenRewardModel.build(vlm, RewardConfig(), base_model=str(root / CAPTIONER)).save(root / REWARD_MODEL)
-    return root
-
-
-@pytest.fixture
-def active_models(models_dir, settings):
-    settings.TLDR_MODELS_DIR = str(models_dir)
-    for kind, name in ((ModelVersion.Kind.POLICY, CAPTIONER), (ModelVersion.Kind.REWARD, REWARD_MODEL)):
-        model_version_activate(model_version=model_version_register(kind=kind, name=name, path=name))
 
 
 def _scene_images(project, n: int) -> list[int]:

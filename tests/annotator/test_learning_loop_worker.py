@@ -1,0 +1,123 @@
+"""A real Celery worker killed (SIGKILL) in the middle of retraining TLDR: nothing half-written becomes a
+model, and the job, redelivered to the next worker, starts again and finishes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from annotator.models import Job, ModelVersion
+from annotator.services.retraining import TrainingOptions, training_enqueue
+from tests.annotator.conftest import CAPTIONER, REWARD_MODEL
+from tests.annotator.factories import corrections_plant
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_URL = os.environ.get("REDIS_URL", "")
+# Short, so the next worker takes the dead worker's message over within seconds (production: hours).
+VISIBILITY_TIMEOUT = 8
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.skipif(not REDIS_URL, reason="needs Redis for a real worker: set REDIS_URL=redis://127.0.0.1:6379/0"),
+]
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    if connection.vendor == "postgresql":
+        return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    return f"sqlite:///{db['NAME']}"
+
+
+@pytest.fixture
+def worker_env(models_dir: Path) -> dict[str, str]:
+    """What a worker needs to see this test's database, media, models and queue (REDIS_URL's own database)."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "CELERY_BROKER_URL": REDIS_URL,
+        "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "TLDR_MODELS_DIR": str(models_dir),
+    }
+    subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "config", "purge", "-f", "-Q", "gpu,default"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    return env
+
+
+def _send(job: Job) -> None:
+    """What `training_enqueue` sends on commit, over a connection of its own: the app's pooled one may
+    point at another test's broker."""
+    from annotator.tasks import reward_retrain_task
+    from config.celery import app
+
+    with app.connection_for_write(REDIS_URL) as connection:
+        reward_retrain_task.apply_async(args=[job.pk], connection=connection)
+
+
+def _worker_start(env: dict[str, str]) -> subprocess.Popen:
+    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "gpu,default", "-c", "1"]
+    command += ["--pool", "solo", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "WARNING"]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _wait_for(job: Job, condition, timeout: float, what: str) -> Job:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job.refresh_from_db()
+        if condition(job):
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job.pk} never {what} within {timeout} s: {job.status}, {job.step!r}\n{job.log}")
+
+
+def test_a_worker_killed_mid_training_leaves_no_model_and_the_job_restarts_on_the_next(
+    worker_env, active_models, models_dir, project, annotator, settings
+):
+    settings.TLDR_TRAIN_MIN_CORRECTIONS = 10
+    corrections_plant(project, annotator, 10)
+    first = _worker_start(worker_env)
+    try:
+        job = training_enqueue(project=project, kind="reward", options=TrainingOptions(minutes=0.5), send=False).job
+        _send(job)
+        training = ("loading the model to train", "training: step")
+        _wait_for(job, lambda j: j.step.startswith(training), 180, "reached the training loop")
+        time.sleep(3)  # a few steps into half a minute of training
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    job.refresh_from_db()
+    name = f"tldr-p{project.pk}-j{job.pk}"
+    assert job.status == Job.Status.RUNNING and job.attempts == 1  # not succeeded: nobody finished it
+    assert set(ModelVersion.objects.values_list("name", "status")) == {(CAPTIONER, "active"), (REWARD_MODEL, "active")}
+    assert not (models_dir / name).exists()  # at most the hidden partial folder, which nothing points to
+
+    # The broker hands the unacknowledged message to the next worker once its visibility timeout passes.
+    time.sleep(max(0.0, job.started.timestamp() + VISIBILITY_TIMEOUT + 1 - time.time()))
+    second = _worker_start(worker_env)
+    try:
+        _wait_for(job, lambda j: j.status not in (Job.Status.QUEUED, Job.Status.RUNNING), 240, "ended")
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    assert job.status == Job.Status.SUCCEEDED, job.message
+    assert job.attempts == 2 and "worker was lost" in job.message and "started again (attempt 2)" in job.message
+    version = ModelVersion.objects.get(name=name)
+    assert (models_dir / name / "reward_model.json").is_file()
+    assert {path.name for path in models_dir.iterdir()} == {CAPTIONER, REWARD_MODEL, version.name}
