@@ -53,11 +53,15 @@ class RetrainConfig:
 
     `from_base` trains a fresh LoRA and head on the base captioner instead of continuing the active
     reward model (after the captioner changed, or to leave a model that drifted behind).
+    `epochs` caps the passes over the training corrections whatever the minutes allow: a few hundred
+    corrections seen sixty times over (two minutes on a CPU) made the built-in model worse on held-out
+    corrections (mAP(neg) 0.52 → 0.42), three passes made it better (0.52 → 0.57).
     """
 
     minutes: float | None = 10.0
     max_steps: int | None = None
-    lr: float = 5e-4
+    lr: float = 2e-4
+    epochs: float = 3.0
     batch_size: int = 16
     # Share of every batch made of synthetic examples of the corrections' images (the rest: corrections).
     synthetic_share: float = 0.5
@@ -174,6 +178,13 @@ def retrain_batches(
         yield batch
 
 
+def retrain_steps(config: RetrainConfig, train_corrections: int) -> int:
+    """The steps of `config.epochs` passes over the training corrections, or `max_steps` if that is fewer."""
+    per_batch = max(1, min(config.batch_size - round(config.batch_size * config.synthetic_share), train_corrections))
+    steps = max(1, math.ceil(config.epochs * train_corrections / per_batch))
+    return min(steps, config.max_steps) if config.max_steps else steps
+
+
 def reward_retrain(
     *,
     samples: list[CorrectionSample],
@@ -238,7 +249,9 @@ def reward_retrain(
         model,
         processor,
         batches,
-        TrainConfig(minutes=config.minutes, max_steps=config.max_steps, lr=config.lr, seed=config.seed),
+        TrainConfig(
+            minutes=config.minutes, max_steps=retrain_steps(config, len(split.train)), lr=config.lr, seed=config.seed
+        ),
         on_progress=lambda fraction, step: report(0.05 + 0.8 * fraction, f"training: {step}"),
         should_stop=should_stop,
     )

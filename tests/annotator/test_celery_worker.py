@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from annotator.models import Job
 from annotator.services.detection import detection_enqueue
+from tests.annotator.conftest import worker_database_url
 from tests.annotator.factories import CaptionFactory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,18 +25,11 @@ pytestmark = [
 ]
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "postgresql":
-        return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-    return f"sqlite:///{db['NAME']}"
-
-
 @pytest.fixture
 def worker():
     """A worker on both queues, reading the test database; stopped after the test."""
     queue_db = f"{REDIS_URL.rsplit('/', 1)[0]}/15"  # its own Redis database: no stray messages from elsewhere
-    env = {**os.environ, "DATABASE_URL": _database_url(), "REDIS_URL": queue_db, "CELERY_BROKER_URL": queue_db}
+    env = {**os.environ, "DATABASE_URL": worker_database_url(), "REDIS_URL": queue_db, "CELERY_BROKER_URL": queue_db}
     subprocess.run(
         [sys.executable, "-m", "celery", "-A", "config", "purge", "-f", "-Q", "gpu,default"],
         cwd=ROOT,

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from annotator.models import Job, ModelVersion
 from annotator.services.retraining import TrainingOptions, training_enqueue
-from tests.annotator.conftest import CAPTIONER, REWARD_MODEL
+from tests.annotator.conftest import CAPTIONER, REWARD_MODEL, worker_database_url
 from tests.annotator.factories import corrections_plant
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,19 +30,12 @@ pytestmark = [
 ]
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "postgresql":
-        return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-    return f"sqlite:///{db['NAME']}"
-
-
 @pytest.fixture
 def worker_env(models_dir: Path) -> dict[str, str]:
     """What a worker needs to see this test's database, media, models and queue (REDIS_URL's own database)."""
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": worker_database_url(),
         "CELERY_BROKER_URL": REDIS_URL,
         "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),

@@ -16,6 +16,7 @@ from reward.retrain import (
     corrections_split,
     keys_held_out,
     retrain_batches,
+    retrain_steps,
     slice_position,
 )
 from shapeworld.grammar import caption_write
@@ -102,3 +103,11 @@ def test_calibration_balances_corrections_with_true_captions_of_the_same_images(
     assert [e.category for e in examples].count("correction") == 4
     assert sum(e.is_good for e in examples) >= 4  # without them, "every caption is bad" would pick θ
     assert examples == calibration_examples(samples, seed=0)
+
+
+def test_retraining_steps_are_capped_at_a_few_passes_over_the_corrections():
+    # 8 corrections a batch (16, half synthetic): 3 passes over 400 corrections are 150 steps.
+    assert retrain_steps(RetrainConfig(minutes=10, epochs=3.0), 400) == 150
+    assert retrain_steps(RetrainConfig(minutes=10, epochs=3.0, max_steps=20), 400) == 20
+    # Fewer corrections than a batch holds: each batch carries all of them.
+    assert retrain_steps(RetrainConfig(minutes=10, epochs=2.0), 5) == 2
