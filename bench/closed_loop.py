@@ -13,7 +13,9 @@ Starts from the built-in models (`python -m reward bootstrap`, cached under --mo
    at least 95 % of the active captioner's).
 Reported per round: the active captioner's exact H_T, H_R, content-word rate and object recall on
 held-out scenes; TLDR's mAP(neg) on fresh captions (the active captioner's own captions of the held-out
-scenes, labelled by the parser); the wall time of every stage.
+scenes), labelled two ways: by the parser (word-level ground truth) and as the app labels them, by
+aligning each caption with the simulated annotator's correction (a deleted sentence makes all its words
+bad, function words too); the wall time of every stage.
 
 The baselines of the papers' central claim run from the same round-0 models on round 1's images and
 corrections with the same budget: a whole-caption (sentence-level) reward from the same TLDR model,
@@ -53,21 +55,30 @@ def round_scenes(round_number: int, n: int) -> tuple[list, list]:
 
 def captioner_judge(captioner_dir: Path, reward_dir: Path, held_out) -> dict:
     """The captioner's exact rates on the held-out scenes, and TLDR's metrics on those fresh captions."""
+    from reward.data import correction_example
     from reward.evaluate import own_caption_set, reward_evaluate
     from reward.model import TokenRewardModel
     from reward.vlm import vlm_load
     from shapeworld.hallucination import captioner_rates
+    from shapeworld.simulate import caption_correct
 
     captioner, processor = vlm_load(str(captioner_dir))
     own, captions = own_caption_set(held_out, captioner, processor)
     reward_model, reward_processor = TokenRewardModel.load(reward_dir)
     rates = captioner_rates(held_out.scenes, captions)
     tldr = reward_evaluate(reward_model, reward_processor, own)["overall"]
+    # The same captions labelled as the app labels them: by aligning each with its correction.
+    corrected = [
+        correction_example(image, caption, caption_correct(scene, caption))
+        for scene, image, caption in zip(held_out.scenes, held_out.images, captions, strict=True)
+    ]
+    tldr_corrections = reward_evaluate(reward_model, reward_processor, corrected)["overall"]
     return {
         "captioner": {
             key: rates[key] for key in ("content_word_hallucination_rate", "H_T", "H_S", "H_R", "object_recall")
         },
         "tldr_fresh_captions": {key: tldr[key] for key in ("mAP_neg", "A_T", "A_R")},
+        "tldr_fresh_captions_correction_labels": {key: tldr_corrections[key] for key in ("mAP_neg", "A_T", "A_R")},
         "sample_captions": captions[:5],
     }
 
@@ -223,6 +234,8 @@ def main() -> None:
         "tldr_fresh_mAP_neg_round_0": first["tldr_fresh_captions"]["mAP_neg"],
         "tldr_fresh_mAP_neg_last": last["tldr_fresh_captions"]["mAP_neg"],
         "tldr_fresh_mAP_neg_up": last["tldr_fresh_captions"]["mAP_neg"] > first["tldr_fresh_captions"]["mAP_neg"],
+        "tldr_fresh_correction_labels_mAP_neg_round_0": first["tldr_fresh_captions_correction_labels"]["mAP_neg"],
+        "tldr_fresh_correction_labels_mAP_neg_last": last["tldr_fresh_captions_correction_labels"]["mAP_neg"],
     }
     report = {
         "run": {**run_info(), "wall_seconds": round(time.monotonic() - started, 1)},
