@@ -175,6 +175,8 @@ TLDR_TRAIN_HARD_TIME_LIMIT = env.int("TLDR_TRAIN_HARD_TIME_LIMIT", default=TLDR_
 TLDR_TRAIN_EVAL_SECONDS = env.int("TLDR_TRAIN_EVAL_SECONDS", default=10 * 60)
 # Training budgets when a trigger names none (minutes of training, before evaluation).
 TLDR_REWARD_TRAIN_MINUTES = env.float("TLDR_REWARD_TRAIN_MINUTES", default=10.0)
+# Passes over a project's corrections at most, whatever the minutes: more overfits a few hundred of them.
+TLDR_REWARD_TRAIN_EPOCHS = env.float("TLDR_REWARD_TRAIN_EPOCHS", default=3.0)
 TLDR_POLICY_TRAIN_MINUTES = env.float("TLDR_POLICY_TRAIN_MINUTES", default=30.0)
 # The vision-encoder verifier that method ppo_verifier rewards the captioner with (a folder, relative
 # to TLDR_MODELS_DIR or absolute); that method is refused while it is unset.

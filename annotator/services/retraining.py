@@ -242,7 +242,13 @@ def reward_retrain(*, job: Job, control: JobControl) -> ModelVersion:
         base_model = settings.TLDR_BACKBONE or str(model_folder_check(model_version=_captioner_active()))
     samples = correction_samples(project=job.project, through_id=job.payload.get("last_correction_id"))
     minutes = options.minutes if options.minutes or options.max_steps else settings.TLDR_REWARD_TRAIN_MINUTES
-    config = RetrainConfig(minutes=minutes, max_steps=options.max_steps, from_base=options.from_base, seed=options.seed)
+    config = RetrainConfig(
+        minutes=minutes,
+        max_steps=options.max_steps,
+        epochs=settings.TLDR_REWARD_TRAIN_EPOCHS,
+        from_base=options.from_base,
+        seed=options.seed,
+    )
     name = f"tldr-p{job.project_id}-j{job.pk}"
     with model_folder_building(name=name) as partial:
         result = retrain(

@@ -155,6 +155,7 @@ def test_training_stops_before_the_time_limit_and_the_model_still_goes_through_t
 ):
     corrections_plant(project, annotator, 9)
     settings.TLDR_TRAIN_EVAL_SECONDS = 1
+    settings.TLDR_REWARD_TRAIN_EPOCHS = 10_000  # the time limit, not the passes, must end this one
     job = training_enqueue(project=project, kind="reward", options=TrainingOptions(minutes=2.0)).job
     started = timezone.now()
     run_claimed(job, time_limit_s=2)  # a two-minute budget, a two-second limit: training stops after one

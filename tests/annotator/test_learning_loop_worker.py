@@ -40,6 +40,7 @@ def worker_env(models_dir: Path) -> dict[str, str]:
         "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "TLDR_MODELS_DIR": str(models_dir),
+        "TLDR_REWARD_TRAIN_EPOCHS": "10000",  # half a minute of training, not a few passes: time to kill it
     }
     subprocess.run(
         [sys.executable, "-m", "celery", "-A", "config", "purge", "-f", "-Q", "gpu,default"],
