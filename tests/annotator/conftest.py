@@ -52,14 +52,6 @@ def api() -> APIClient:
     return APIClient()
 
 
-def worker_database_url() -> str:
-    """The test database as a URL, for a Celery worker started in a process of its own."""
-    db = connection.settings_dict
-    if connection.vendor == "postgresql":
-        return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-    return f"sqlite:///{db['NAME']}"
-
-
 def on_postgres() -> bool:
     return connection.vendor == "postgresql"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import uuid
+from datetime import datetime
 
 import factory
 from django.contrib.auth import get_user_model
@@ -13,7 +15,7 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 from PIL import Image as PilImage
 
-from annotator.models import Assignment, Caption, Correction, Detection, Image, ModelVersion, Project, Task
+from annotator.models import Arm, Assignment, Caption, Correction, Detection, Image, ModelVersion, Project, Task
 from annotator.selectors.projects import ANNOTATOR_GROUP
 from reward.alignment import word_labels_from_correction
 from shapeworld.grammar import caption_write
@@ -177,3 +179,41 @@ def corrections_plant(project: Project, annotator, n: int, *, scenes: bool = Tru
             )
         )
     return planted
+
+
+def corrections_bulk(project: Project, annotator, n: int, *, at: datetime) -> None:
+    """`n` corrections ("k red circles" → "k blue circles", one word changed), bulk-created: thousands in a second."""
+    from annotator.services.captions import captions_create
+
+    image = TaskFactory(project=project).caption.image
+    texts = [f"{k} red circles" for k in range(n)]
+    captions = captions_create(captions=[(image, text) for text in texts], source="import")
+    tasks = Task.objects.filter(caption__in=captions).order_by("id")
+    assignments = Assignment.objects.bulk_create(
+        Assignment(
+            task=task,
+            annotator=annotator,
+            arm=Arm.TOKENS,
+            status=Assignment.Status.SUBMITTED,
+            leased_at=at,
+            expires_at=at,
+            served_at=at,
+        )
+        for task in tasks.iterator()
+    )
+    Correction.objects.bulk_create(
+        Correction(
+            task_id=assignment.task_id,
+            assignment=assignment,
+            annotator=annotator,
+            original_text=text,
+            corrected_text=text.replace("red", "blue"),
+            word_labels=word_labels_from_correction(text, text.replace("red", "blue")).words,
+            arm=Arm.TOKENS,
+            served_at=at,
+            submitted_at=at,
+            active_seconds=1.0,
+            client_submission_id=uuid.uuid4(),
+        )
+        for text, assignment in zip(texts, assignments, strict=True)
+    )

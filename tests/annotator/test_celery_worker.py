@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from django.db import transaction
 
 from annotator.models import Job
 from annotator.services.detection import detection_enqueue
-from tests.annotator.conftest import worker_database_url
 from tests.annotator.factories import CaptionFactory
+from tests.annotator.workers import queues_purge, worker_database_url, worker_start
 
-ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
 pytestmark = [
@@ -30,39 +27,8 @@ def worker():
     """A worker on both queues, reading the test database; stopped after the test."""
     queue_db = f"{REDIS_URL.rsplit('/', 1)[0]}/15"  # its own Redis database: no stray messages from elsewhere
     env = {**os.environ, "DATABASE_URL": worker_database_url(), "REDIS_URL": queue_db, "CELERY_BROKER_URL": queue_db}
-    subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "config", "purge", "-f", "-Q", "gpu,default"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        timeout=60,
-    )
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            "gpu,default",
-            "-c",
-            "1",
-            "--pool",
-            "solo",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    queues_purge(env)
+    process = worker_start(env, output=subprocess.PIPE)
     previous = os.environ.get("CELERY_BROKER_URL")
     from config.celery import app
 

@@ -15,9 +15,8 @@ from django.core.files.storage import default_storage
 from django.db.models.query import QuerySet
 from PIL import Image as PilImage
 
-from annotator.models import Arm, Assignment, Correction, Job, Project, Task
+from annotator.models import Arm, Assignment, Correction, Job, Project
 from annotator.services import exports
-from annotator.services.captions import captions_create
 from annotator.services.exports import (
     ExportFilters,
     annotator_pseudonym,
@@ -28,7 +27,7 @@ from annotator.services.exports import (
 from annotator.tasks import corrections_export_task
 from reward.alignment import word_labels_from_correction
 from reward.data import labelled_jsonl_read
-from tests.annotator.factories import AnnotatorFactory, DetectionFactory, ProjectFactory, TaskFactory
+from tests.annotator.factories import AnnotatorFactory, DetectionFactory, ProjectFactory, TaskFactory, corrections_bulk
 
 pytestmark = pytest.mark.django_db
 
@@ -302,37 +301,7 @@ def test_nothing_matching_gives_a_valid_empty_file_and_a_note(project, planted, 
 
 
 def test_export_streams_two_thousand_corrections_without_listing_them(project, annotator, monkeypatch):
-    image = TaskFactory(project=project).caption.image
-    captions = captions_create(captions=[(image, f"{n} red circles") for n in range(2_000)], source="import")
-    tasks = Task.objects.filter(caption__in=captions).order_by("id")
-    assignments = Assignment.objects.bulk_create(
-        Assignment(
-            task=task,
-            annotator=annotator,
-            arm=Arm.TOKENS,
-            status=Assignment.Status.SUBMITTED,
-            leased_at=DAY_ONE,
-            expires_at=DAY_ONE,
-            served_at=DAY_ONE,
-        )
-        for task in tasks.iterator()
-    )
-    Correction.objects.bulk_create(
-        Correction(
-            task_id=assignment.task_id,
-            assignment=assignment,
-            annotator=annotator,
-            original_text=f"{n} red circles",
-            corrected_text=f"{n} blue circles",
-            word_labels=word_labels_from_correction(f"{n} red circles", f"{n} blue circles").words,
-            arm=Arm.TOKENS,
-            served_at=DAY_ONE,
-            submitted_at=DAY_ONE,
-            active_seconds=1.0,
-            client_submission_id=uuid.uuid4(),
-        )
-        for n, assignment in enumerate(assignments)
-    )
+    corrections_bulk(project, annotator, 2_000, at=DAY_ONE)
     original_fetch_all = QuerySet._fetch_all
 
     def fetch_all_but_corrections(queryset: QuerySet) -> None:

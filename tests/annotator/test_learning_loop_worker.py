@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,10 +13,10 @@ from django.conf import settings
 
 from annotator.models import Job, ModelVersion
 from annotator.services.retraining import TrainingOptions, training_enqueue
-from tests.annotator.conftest import CAPTIONER, REWARD_MODEL, worker_database_url
+from tests.annotator.conftest import CAPTIONER, REWARD_MODEL
 from tests.annotator.factories import corrections_plant
+from tests.annotator.workers import job_wait, queues_purge, worker_database_url, worker_start
 
-ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("REDIS_URL", "")
 # Short, so the next worker takes the dead worker's message over within seconds (production: hours).
 VISIBILITY_TIMEOUT = 8
@@ -42,13 +40,7 @@ def worker_env(models_dir: Path) -> dict[str, str]:
         "TLDR_MODELS_DIR": str(models_dir),
         "TLDR_REWARD_TRAIN_EPOCHS": "10000",  # half a minute of training, not a few passes: time to kill it
     }
-    subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "config", "purge", "-f", "-Q", "gpu,default"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        timeout=60,
-    )
+    queues_purge(env)
     return env
 
 
@@ -62,33 +54,17 @@ def _send(job: Job) -> None:
         reward_retrain_task.apply_async(args=[job.pk], connection=connection)
 
 
-def _worker_start(env: dict[str, str]) -> subprocess.Popen:
-    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "gpu,default", "-c", "1"]
-    command += ["--pool", "solo", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "WARNING"]
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _wait_for(job: Job, condition, timeout: float, what: str) -> Job:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job.refresh_from_db()
-        if condition(job):
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"job {job.pk} never {what} within {timeout} s: {job.status}, {job.step!r}\n{job.log}")
-
-
 def test_a_worker_killed_mid_training_leaves_no_model_and_the_job_restarts_on_the_next(
     worker_env, active_models, models_dir, project, annotator, settings
 ):
     settings.TLDR_TRAIN_MIN_CORRECTIONS = 10
     corrections_plant(project, annotator, 10)
-    first = _worker_start(worker_env)
+    first = worker_start(worker_env)
     try:
         job = training_enqueue(project=project, kind="reward", options=TrainingOptions(minutes=0.5), send=False).job
         _send(job)
         training = ("loading the model to train", "training: step")
-        _wait_for(job, lambda j: j.step.startswith(training), 180, "reached the training loop")
+        job_wait(job, lambda j: j.step.startswith(training), 180, "reached the training loop")
         time.sleep(3)  # a few steps into half a minute of training
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=30)
@@ -103,9 +79,9 @@ def test_a_worker_killed_mid_training_leaves_no_model_and_the_job_restarts_on_th
 
     # The broker hands the unacknowledged message to the next worker once its visibility timeout passes.
     time.sleep(max(0.0, job.started.timestamp() + VISIBILITY_TIMEOUT + 1 - time.time()))
-    second = _worker_start(worker_env)
+    second = worker_start(worker_env)
     try:
-        _wait_for(job, lambda j: j.status not in (Job.Status.QUEUED, Job.Status.RUNNING), 240, "ended")
+        job_wait(job, lambda j: j.status not in (Job.Status.QUEUED, Job.Status.RUNNING), 240, "ended")
     finally:
         second.terminate()
         second.wait(timeout=30)

@@ -1,0 +1,52 @@
+"""Real Celery workers for the tests that need one: started on this test's database, purged queues, and a
+wait for a job's row to reach a state."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from django.db import connection
+
+from annotator.models import Job
+
+ROOT = Path(__file__).resolve().parents[2]
+QUEUES = "gpu,default"
+
+
+def worker_database_url() -> str:
+    """The test database as a URL, for a Celery worker started in a process of its own."""
+    db = connection.settings_dict
+    if connection.vendor == "postgresql":
+        return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    return f"sqlite:///{db['NAME']}"
+
+
+def queues_purge(env: dict[str, str]) -> None:
+    """Drop any message left on the broker `env` names, so a test sees only its own."""
+    command = [sys.executable, "-m", "celery", "-A", "config", "purge", "-f", "-Q", QUEUES]
+    subprocess.run(command, cwd=ROOT, env=env, capture_output=True, timeout=60)
+
+
+def worker_start(env: dict[str, str], *, output: int = subprocess.DEVNULL) -> subprocess.Popen:
+    """One worker process on both queues, one task at a time, as the demo runs it."""
+    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", QUEUES, "-c", "1", "--pool", "solo"]
+    command += ["--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "WARNING"]
+    stderr = subprocess.STDOUT if output == subprocess.PIPE else subprocess.DEVNULL
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=stderr, text=True)
+
+
+def job_wait(job: Job, condition: Callable[[Job], bool], timeout: float, what: str, *, poll: float = 0.3) -> Job:
+    """Refresh the job until `condition` holds; fail naming `what` it never did, with its state and log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job.refresh_from_db()
+        if condition(job):
+            return job
+        time.sleep(poll)
+    raise AssertionError(
+        f"job {job.pk} never {what} within {timeout} s: {job.status}, {job.step!r}, {job.message}\n{job.log}"
+    )
