@@ -22,18 +22,9 @@ from shapeworld.pretrain import (
 )
 from shapeworld.render import scene_render
 from shapeworld.scene import ObjectGroup, Scene, scene_sample
-from shapeworld.tiny_vlm import CAPTION_INSTRUCTION, TinyVlmConfig, correction_instruction, tiny_vlm_build
+from shapeworld.tiny_vlm import CAPTION_INSTRUCTION, correction_instruction, tiny_vlm_build
+from tests.shapeworld.micro import MICRO
 
-MICRO = TinyVlmConfig(
-    image_size=32,
-    patch_size=8,
-    vision_hidden=32,
-    vision_layers=1,
-    vision_heads=2,
-    text_hidden=32,
-    text_layers=1,
-    text_heads=2,
-)
 MICRO_RUN = PretrainConfig(minutes=0.05, batch_size=16, lr=3e-3, warmup_steps=5, save_reserve_s=0.0, model=MICRO)
 
 

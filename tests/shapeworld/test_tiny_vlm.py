@@ -13,23 +13,12 @@ from shapeworld.scene import WorldConfig, scene_sample
 from shapeworld.tiny_vlm import (
     CAPTION_INSTRUCTION,
     IMAGE,
-    TinyVlmConfig,
     correction_instruction,
     prompt_ids,
     tiny_vlm_build,
     tokenizer_build,
 )
-
-MICRO = TinyVlmConfig(
-    image_size=32,
-    patch_size=8,
-    vision_hidden=32,
-    vision_layers=1,
-    vision_heads=2,
-    text_hidden=32,
-    text_layers=1,
-    text_heads=2,
-)
+from tests.shapeworld.micro import MICRO
 
 
 def _messages(text: str) -> list[dict]:

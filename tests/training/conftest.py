@@ -22,20 +22,10 @@ from reward.model import RewardConfig, TokenRewardModel
 from reward.vlm import vlm_load
 from shapeworld.render import scene_render
 from shapeworld.scene import Scene, scene_sample
-from shapeworld.tiny_vlm import TinyVlmConfig, tiny_vlm_build
+from shapeworld.tiny_vlm import tiny_vlm_build
+from tests.shapeworld.micro import MICRO
 from training.policy import CaptionPolicy, PolicyConfig, policy_save
 from training.ppo import PpoConfig, ppo_train
-
-MICRO = TinyVlmConfig(
-    image_size=32,
-    patch_size=8,
-    vision_hidden=32,
-    vision_layers=1,
-    vision_heads=2,
-    text_hidden=32,
-    text_layers=1,
-    text_heads=2,
-)
 
 
 @pytest.fixture(scope="session")
