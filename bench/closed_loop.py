@@ -42,6 +42,8 @@ from bench.machine import run_info  # noqa: E402
 # Scenes of round r come from this seed plus r: never the held-out or validation seeds.
 ROUND_SEED = 2_000_000
 BASELINES = ("ppo_sentence", "sft", "ppo_verifier")
+# The captioner's exact rates every round and baseline reports.
+CAPTIONER_RATES = ("content_word_hallucination_rate", "H_T", "H_S", "H_R", "object_recall")
 
 
 def round_scenes(round_number: int, n: int) -> tuple[list, list]:
@@ -74,9 +76,7 @@ def captioner_judge(captioner_dir: Path, reward_dir: Path, held_out) -> dict:
     ]
     tldr_corrections = reward_evaluate(reward_model, reward_processor, corrected)["overall"]
     return {
-        "captioner": {
-            key: rates[key] for key in ("content_word_hallucination_rate", "H_T", "H_S", "H_R", "object_recall")
-        },
+        "captioner": {key: rates[key] for key in CAPTIONER_RATES},
         "tldr_fresh_captions": {key: tldr[key] for key in ("mAP_neg", "A_T", "A_R")},
         "tldr_fresh_captions_correction_labels": {key: tldr_corrections[key] for key in ("mAP_neg", "A_T", "A_R")},
         "sample_captions": captions[:5],
@@ -292,8 +292,7 @@ def run_baselines(args: argparse.Namespace, round_one: dict, evaluate) -> dict:
 
 def _exact(report: dict) -> dict:
     exact = report["exact"]
-    keys = ("content_word_hallucination_rate", "H_T", "H_S", "H_R", "object_recall")
-    return {**{key: exact[key] for key in keys}, "tldr_H_T": (report.get("tldr") or {}).get("H_T")}
+    return {**{key: exact[key] for key in CAPTIONER_RATES}, "tldr_H_T": (report.get("tldr") or {}).get("H_T")}
 
 
 if __name__ == "__main__":
