@@ -11,22 +11,17 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-import torch
 from django.conf import settings
 from transformers import PreTrainedModel, ProcessorMixin
 
 from annotator.selectors.model_versions import model_folder
 from reward.model import TokenRewardModel
-from reward.vlm import vlm_load
+from reward.vlm import default_device, vlm_load
 
 
 def model_dir(path: str) -> Path:
     """A ModelVersion's folder: relative paths live under TLDR_MODELS_DIR."""
     return model_folder(path)
-
-
-def _device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def reward_model_get(path: str) -> tuple[TokenRewardModel, ProcessorMixin]:
@@ -42,10 +37,10 @@ def captioner_get(path: str) -> tuple[PreTrainedModel, ProcessorMixin]:
 @lru_cache(maxsize=1)
 def _reward_model_load(folder: str, backbone: str | None) -> tuple[TokenRewardModel, ProcessorMixin]:
     model, processor = TokenRewardModel.load(folder, base_model_override=backbone)
-    return model.to(_device()).eval(), processor
+    return model.to(default_device()).eval(), processor
 
 
 @lru_cache(maxsize=1)
 def _captioner_load(folder: str) -> tuple[PreTrainedModel, ProcessorMixin]:
     model, processor = vlm_load(folder)
-    return model.to(_device()).eval(), processor
+    return model.to(default_device()).eval(), processor

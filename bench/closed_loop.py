@@ -1,6 +1,10 @@
 """The closed loop on shapeworld: caption → detect → correct → retrain TLDR → PPO, round after round.
 
     python bench/closed_loop.py [--rounds 3] [--images 500] [--reward-minutes 3] [--policy-minutes 5]
+                                [--policy-steps N]
+
+`--policy-steps` caps every policy run at N PPO rollouts (SFT: N steps) as well as the minutes, so a
+GPU run can do the same work as a CPU run and report how long it took.
 
 Starts from the built-in models (`python -m reward bootstrap`, cached under --models-dir). Each round:
 1. the active captioner writes greedy captions of `--images` new scenes (what the app's "caption these
@@ -60,13 +64,14 @@ def captioner_judge(captioner_dir: Path, reward_dir: Path, held_out) -> dict:
     from reward.data import correction_example
     from reward.evaluate import own_caption_set, reward_evaluate
     from reward.model import TokenRewardModel
-    from reward.vlm import vlm_load
+    from reward.vlm import default_device, vlm_load
     from shapeworld.hallucination import captioner_rates
     from shapeworld.simulate import caption_correct
 
     captioner, processor = vlm_load(str(captioner_dir))
-    own, captions = own_caption_set(held_out, captioner, processor)
+    own, captions = own_caption_set(held_out, captioner.to(default_device()), processor)
     reward_model, reward_processor = TokenRewardModel.load(reward_dir)
+    reward_model.to(default_device())
     rates = captioner_rates(held_out.scenes, captions)
     tldr = reward_evaluate(reward_model, reward_processor, own)["overall"]
     # The same captions labelled as the app labels them: by aligning each with its correction.
@@ -89,6 +94,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=500, help="new images captioned and corrected per round")
     parser.add_argument("--reward-minutes", type=float, default=3.0)
     parser.add_argument("--policy-minutes", type=float, default=5.0)
+    parser.add_argument("--policy-steps", type=int, default=None, help="also stop each policy run after N steps")
     parser.add_argument("--verifier-minutes", type=float, default=2.0)
     parser.add_argument("--eval-scenes", type=int, default=300)
     parser.add_argument("--models-dir", type=Path, default=ROOT / "var/models")
@@ -102,7 +108,7 @@ def main() -> None:
     from reward.evaluate import held_out_scenes
     from reward.model import TokenRewardModel
     from reward.retrain import CorrectionSample, RetrainConfig, reward_gate, reward_retrain
-    from reward.vlm import captions_generate, vlm_load
+    from reward.vlm import captions_generate, default_device, vlm_load
     from shapeworld.simulate import caption_correct
     from training.evaluate import policy_evaluate, policy_gate
     from training.loop import CaptionPair, PolicyTrainConfig, policy_train
@@ -122,6 +128,7 @@ def main() -> None:
 
     rounds = [{"round": 0, **captioner_judge(captioner_dir, reward_dir, held_out)}]
     print(json.dumps(rounds[-1]), flush=True)
+    report_write(args, started, rounds, {})
     samples: list = []
     round_one: dict = {}
     for number in range(1, args.rounds + 1):
@@ -129,13 +136,13 @@ def main() -> None:
         clock = time.monotonic()
         scenes, images = round_scenes(number, args.images)
         captioner, processor = vlm_load(str(captioner_dir))
-        captions = captions_generate(captioner, processor, images, batch_size=64)
+        captions = captions_generate(captioner.to(default_device()), processor, images, batch_size=64)
         del captioner
         seconds["caption"] = time.monotonic() - clock
 
         clock = time.monotonic()
         reward_model, reward_processor = TokenRewardModel.load(reward_dir)
-        score(reward_model, reward_processor, images, captions)
+        score(reward_model.to(default_device()), reward_processor, images, captions)
         del reward_model
         seconds["detect"] = time.monotonic() - clock
 
@@ -167,7 +174,9 @@ def main() -> None:
             CaptionPair(image, caption, fix) for image, caption, fix in zip(images, captions, corrected, strict=True)
         ]
         policy_candidate = args.work_dir / f"round-{number}" / "captioner"
-        config = PolicyTrainConfig(method="ppo_tokens", minutes=args.policy_minutes, seed=number)
+        config = PolicyTrainConfig(
+            method="ppo_tokens", minutes=args.policy_minutes, max_steps=args.policy_steps, seed=number
+        )
         ppo_stats = policy_train(
             captioner_dir=captioner_dir,
             out_dir=policy_candidate,
@@ -217,13 +226,20 @@ def main() -> None:
         }
         rounds.append(result)
         print(json.dumps(result), flush=True)
+        report_write(args, started, rounds, {})
 
     baselines = {}
     if not args.skip_baselines and round_one:
-        baselines = run_baselines(args, round_one, evaluate)
+        baselines = run_baselines(args, round_one, evaluate, lambda done: report_write(args, started, rounds, done))
 
+    report_write(args, started, rounds, baselines)
+    print(json.dumps(report_summary(rounds), indent=2))
+
+
+def report_summary(rounds: list[dict]) -> dict:
+    """The issue's targets, judged on the rounds run so far."""
     first, last = rounds[0], rounds[-1]
-    summary = {
+    return {
         "exact_H_T_round_0": first["captioner"]["H_T"],
         "exact_H_T_last": last["captioner"]["H_T"],
         "exact_H_T_halved": last["captioner"]["H_T"] <= first["captioner"]["H_T"] / 2,
@@ -237,27 +253,35 @@ def main() -> None:
         "tldr_fresh_correction_labels_mAP_neg_round_0": first["tldr_fresh_captions_correction_labels"]["mAP_neg"],
         "tldr_fresh_correction_labels_mAP_neg_last": last["tldr_fresh_captions_correction_labels"]["mAP_neg"],
     }
+
+
+def report_write(args: argparse.Namespace, started: float, rounds: list[dict], baselines: dict) -> None:
+    """Write the results so far: after every round, so a run stopped at a time limit keeps what it did."""
+    from training.loop import PolicyTrainConfig
+
     report = {
-        "run": {**run_info(), "wall_seconds": round(time.monotonic() - started, 1)},
+        "run": {**run_info(), "wall_seconds": round(time.monotonic() - started, 1), "rounds_done": len(rounds) - 1},
         "settings": {
             "rounds": args.rounds,
             "images_per_round": args.images,
             "reward_minutes": args.reward_minutes,
             "policy_minutes": args.policy_minutes,
+            "policy_steps": args.policy_steps,
             "eval_scenes": args.eval_scenes,
             "ppo": asdict(PolicyTrainConfig().ppo),
         },
-        "summary": summary,
+        "summary": report_summary(rounds),
         "rounds": rounds,
         "baselines_round_1": baselines,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
 
 
-def run_baselines(args: argparse.Namespace, round_one: dict, evaluate) -> dict:
-    """Round 1 again from the same models with each baseline method and the same budget."""
+def run_baselines(args: argparse.Namespace, round_one: dict, evaluate, on_result) -> dict:
+    """Round 1 again from the same models with each baseline method and the same budget.
+
+    `on_result` gets the results so far after each method (the report is written as it goes)."""
     from training.loop import PolicyTrainConfig, policy_train
     from training.verifier import VerifierConfig, verifier_train
 
@@ -274,7 +298,7 @@ def run_baselines(args: argparse.Namespace, round_one: dict, evaluate) -> dict:
         stats = policy_train(
             captioner_dir=round_one["captioner_dir"],
             out_dir=out,
-            config=PolicyTrainConfig(method=method, minutes=args.policy_minutes, seed=1),
+            config=PolicyTrainConfig(method=method, minutes=args.policy_minutes, max_steps=args.policy_steps, seed=1),
             images=round_one["images"],
             corrections=round_one["pairs"],
             reward_dir=round_one["reward_dir"],
@@ -287,6 +311,7 @@ def run_baselines(args: argparse.Namespace, round_one: dict, evaluate) -> dict:
             "wall_seconds": round(time.monotonic() - clock, 1),
         }
         print(json.dumps({method: results[method]}), flush=True)
+        on_result(results)
     return results
 
 

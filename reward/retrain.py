@@ -205,18 +205,16 @@ def reward_retrain(
     missing or broken active model fails the run before any training is spent. `on_progress` may
     raise to abort the run.
     """
-    import torch
-
     from reward.calibrate import threshold_calibrate
     from reward.evaluate import reward_evaluate
     from reward.model import RewardConfig, TokenRewardModel
     from reward.train import TrainConfig, reward_train
-    from reward.vlm import vlm_load
+    from reward.vlm import default_device, vlm_load
 
     if (config.from_base or active_dir is None) and not base_model:
         raise ValueError("a fresh reward model needs base_model: the captioner (or backbone) to build it on")
     report = on_progress or (lambda fraction, step: None)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device()
     by_key = {sample.key: sample for sample in samples}
     split = corrections_split(
         list(by_key),

@@ -81,6 +81,11 @@ def vlm_resolve(name_or_path: str) -> tuple[str, bool]:
     return name_or_path, False
 
 
+def default_device() -> torch.device:
+    """Where models run when nobody says: the GPU when there is one (workers, benches, training)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def vlm_load(name_or_path: str, *, dtype: torch.dtype | str | None = None) -> tuple[PreTrainedModel, ProcessorMixin]:
     """A VLM with its LM head and its processor, from a local directory or a hub id.
 

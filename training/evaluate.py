@@ -13,7 +13,7 @@ from PIL import Image
 
 from reward.metrics import hallucination_rates
 from reward.retrain import GateVerdict, finite
-from reward.vlm import captions_generate, vlm_load
+from reward.vlm import captions_generate, default_device, vlm_load
 from reward.words import response_words
 from shapeworld.hallucination import captioner_rates
 from shapeworld.scene import Scene
@@ -34,6 +34,7 @@ def tldr_rates(reward_dir: Path, images: list[Image.Image], captions: list[str])
     from reward.model import TokenRewardModel
 
     model, processor = TokenRewardModel.load(reward_dir)
+    model.to(default_device())
     threshold = model.config.threshold
     scored = token_scores(model, processor, images, captions, batch_size=64)
     good, sentences = [], []
@@ -62,7 +63,7 @@ def policy_evaluate(
     if scenes is not None and len(scenes) != len(images):
         raise ValueError(f"{len(scenes)} scenes for {len(images)} images; give one per image (None where unknown)")
     model, processor = vlm_load(str(captioner_dir))
-    model.eval()
+    model.to(default_device()).eval()
     captions = captions_generate(model, processor, images, batch_size=batch_size)
     known = [i for i, scene in enumerate(scenes or []) if scene is not None]
     exact = captioner_rates([scenes[i] for i in known], [captions[i] for i in known]) if known else None

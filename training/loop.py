@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from reward.data import LabelledCaption, correction_example, own_caption_examples
-from reward.vlm import captions_generate
+from reward.vlm import captions_generate, default_device
 from shapeworld.scene import Scene
 from training.policy import CaptionPolicy, PolicyConfig, policy_save
 from training.ppo import PpoConfig, budget_check, ppo_train
@@ -108,7 +108,7 @@ def policy_train(
     started = time.monotonic()
     rollout_images = _inputs_check(config, images, corrections, reward_dir, verifier_dir, scenes)
     report = on_progress or (lambda fraction, message: None)
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(config.device) if config.device else default_device()
     report(0.0, f"loading captioner {captioner_dir}")
     policy = CaptionPolicy.load(captioner_dir, config.policy, seed=config.seed).to(device)
     progress = _progress_within(report, _SETUP_SHARE, 1 - _SAVE_SHARE)
