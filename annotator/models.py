@@ -228,11 +228,26 @@ class Assignment(models.Model):
         return f"{self.annotator} on task {self.task_id} ({self.status})"
 
 
+def caption_words(text: str) -> int:
+    """Words of a caption as the speed-up report counts them (seconds per 10 words): whitespace-separated."""
+    return len(text.split())
+
+
 class Correction(models.Model):
+    """One annotator's submitted fix of a caption.
+
+    `project` and `original_words` repeat what the task and the original text already say: the speed-up
+    report reads them for every correction of a project, and with them (and the report index) that is
+    an index-only scan in order instead of a join, a sort and 100,000 texts split in Python. `save`
+    derives both; `bulk_create` callers set them.
+    """
+
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="corrections")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", help_text="the task's project")
     assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="correction")
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="corrections")
     original_text = models.TextField(help_text="the caption as it was shown")
+    original_words = models.PositiveIntegerField(help_text="caption_words(original_text)")
     corrected_text = models.TextField()
     word_labels = models.JSONField(help_text='original words [{"text", "start", "end", "label": good|bad}]')
     insertions = models.JSONField(default=list, help_text='[{"after_word_index", "text"}]')
@@ -250,9 +265,23 @@ class Correction(models.Model):
                 fields=["annotator", "client_submission_id"], name="correction_unique_client_submission"
             )
         ]
+        indexes = [
+            # The speed-up report: each annotator's corrections in submission order, read from the index
+            # alone on PostgreSQL (other databases ignore `include`).
+            models.Index(
+                fields=["project", "annotator", "submitted_at", "id"],
+                include=["arm", "active_seconds", "original_words", "task"],
+                name="correction_report_order",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"correction {self.pk} by {self.annotator}"
+
+    def save(self, *args, **kwargs) -> None:
+        self.project_id = self.task.project_id
+        self.original_words = caption_words(self.original_text)
+        super().save(*args, **kwargs)
 
     @property
     def is_unchanged(self) -> bool:

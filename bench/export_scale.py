@@ -86,7 +86,18 @@ def project_seed(*, name: str, n_captions: int, seed: int) -> int:
     from django.db import transaction
     from django.utils import timezone
 
-    from annotator.models import Arm, Assignment, Caption, Correction, Detection, Image, ModelVersion, Project, Task
+    from annotator.models import (
+        Arm,
+        Assignment,
+        Caption,
+        Correction,
+        Detection,
+        Image,
+        ModelVersion,
+        Project,
+        Task,
+        caption_words,
+    )
     from reward.alignment import word_labels_from_correction
     from reward.words import response_words
     from shapeworld.grammar import caption_write
@@ -161,9 +172,11 @@ def project_seed(*, name: str, n_captions: int, seed: int) -> int:
                 corrections.append(
                     Correction(
                         task=task,
+                        project=project,
                         assignment=assignment,
                         annotator=annotator,
                         original_text=text,
+                        original_words=caption_words(text),
                         corrected_text=corrected,
                         word_labels=labels.words,
                         insertions=labels.insertions,

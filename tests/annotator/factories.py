@@ -15,7 +15,18 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 from PIL import Image as PilImage
 
-from annotator.models import Arm, Assignment, Caption, Correction, Detection, Image, ModelVersion, Project, Task
+from annotator.models import (
+    Arm,
+    Assignment,
+    Caption,
+    Correction,
+    Detection,
+    Image,
+    ModelVersion,
+    Project,
+    Task,
+    caption_words,
+)
 from annotator.selectors.projects import ANNOTATOR_GROUP
 from reward.alignment import word_labels_from_correction
 from shapeworld.grammar import caption_write
@@ -204,9 +215,11 @@ def corrections_bulk(project: Project, annotator, n: int, *, at: datetime) -> No
     Correction.objects.bulk_create(
         Correction(
             task_id=assignment.task_id,
+            project=project,
             assignment=assignment,
             annotator=annotator,
             original_text=text,
+            original_words=caption_words(text),
             corrected_text=text.replace("red", "blue"),
             word_labels=word_labels_from_correction(text, text.replace("red", "blue")).words,
             arm=Arm.TOKENS,

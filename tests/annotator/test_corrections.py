@@ -38,6 +38,9 @@ def test_submit_stores_word_labels_insertions_arm_and_timing(annotator, project,
     assert correction.insertions == [{"after_word_index": 5, "text": "big"}]
     assert correction.arm == assignment.arm
     assert correction.active_seconds == 4.0
+    # What the speed-up report reads without a join or the text.
+    assert correction.project_id == project.pk
+    assert correction.original_words == 8
     assert (correction.served_at, correction.submitted_at) == (now, now + timedelta(seconds=5))
     assert Task.objects.get().status == Task.Status.DONE
 

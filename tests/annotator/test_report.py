@@ -116,8 +116,9 @@ def test_constant_times_give_exact_medians_ratios_and_a_collapsed_interval(proje
 def test_noisy_times_give_an_interval_around_the_true_ratio():
     rng = np.random.default_rng(7)
     # Log-normal times: the median of exp(N(log m, σ)) is m, so the true ratio of medians is 90/30 = 3.
-    rows = [(1, Arm.TOKENS, float(s), 8) for s in np.exp(rng.normal(np.log(30), 0.5, 301))]
-    rows += [(1, Arm.BINARY, float(s), 8) for s in np.exp(rng.normal(np.log(90), 0.5, 301))]
+    # (annotator, arm, active seconds, words, task id) rows, as the report's query gives them.
+    rows = [(1, Arm.TOKENS, float(s), 8, task) for task, s in enumerate(np.exp(rng.normal(np.log(30), 0.5, 301)))]
+    rows += [(1, Arm.BINARY, float(s), 8, 301 + t) for t, s in enumerate(np.exp(rng.normal(np.log(90), 0.5, 301)))]
 
     binary = _speed_up(timing_summary(Timings.from_rows(rows)), Arm.BINARY)
 
@@ -142,7 +143,7 @@ def test_a_summary_of_100_000_corrections_has_each_arms_exact_median():
     rng = np.random.default_rng(1)
     arms = rng.choice([str(Arm.TOKENS), str(Arm.BINARY), str(Arm.NONE)], 100_000)
     seconds = rng.gamma(2, 20, 100_000)
-    rows = [(int(i % 50), str(arm), float(s), 9) for i, (arm, s) in enumerate(zip(arms, seconds, strict=True))]
+    rows = [(int(i % 50), str(arm), float(s), 9, i) for i, (arm, s) in enumerate(zip(arms, seconds, strict=True))]
 
     summary = timing_summary(Timings.from_rows(rows))
 
