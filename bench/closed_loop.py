@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--reward-minutes", type=float, default=3.0)
     parser.add_argument("--policy-minutes", type=float, default=5.0)
     parser.add_argument("--policy-steps", type=int, default=None, help="also stop each policy run after N steps")
+    parser.add_argument("--samples-per-image", type=int, default=1, help="PPO captions per image in a rollout")
     parser.add_argument("--verifier-minutes", type=float, default=2.0)
     parser.add_argument("--eval-scenes", type=int, default=300)
     parser.add_argument("--models-dir", type=Path, default=ROOT / "var/models")
@@ -112,6 +113,7 @@ def main() -> None:
     from shapeworld.simulate import caption_correct
     from training.evaluate import policy_evaluate, policy_gate
     from training.loop import CaptionPair, PolicyTrainConfig, policy_train
+    from training.ppo import PpoConfig
 
     started = time.monotonic()
     models_bootstrap(args.models_dir, BootstrapConfig())
@@ -175,7 +177,11 @@ def main() -> None:
         ]
         policy_candidate = args.work_dir / f"round-{number}" / "captioner"
         config = PolicyTrainConfig(
-            method="ppo_tokens", minutes=args.policy_minutes, max_steps=args.policy_steps, seed=number
+            method="ppo_tokens",
+            minutes=args.policy_minutes,
+            max_steps=args.policy_steps,
+            seed=number,
+            ppo=PpoConfig(samples_per_image=args.samples_per_image),
         )
         ppo_stats = policy_train(
             captioner_dir=captioner_dir,
@@ -257,7 +263,7 @@ def report_summary(rounds: list[dict]) -> dict:
 
 def report_write(args: argparse.Namespace, started: float, rounds: list[dict], baselines: dict) -> None:
     """Write the results so far: after every round, so a run stopped at a time limit keeps what it did."""
-    from training.loop import PolicyTrainConfig
+    from training.ppo import PpoConfig
 
     report = {
         "run": {**run_info(), "wall_seconds": round(time.monotonic() - started, 1), "rounds_done": len(rounds) - 1},
@@ -268,7 +274,7 @@ def report_write(args: argparse.Namespace, started: float, rounds: list[dict], b
             "policy_minutes": args.policy_minutes,
             "policy_steps": args.policy_steps,
             "eval_scenes": args.eval_scenes,
-            "ppo": asdict(PolicyTrainConfig().ppo),
+            "ppo": asdict(PpoConfig(samples_per_image=args.samples_per_image)),
         },
         "summary": report_summary(rounds),
         "rounds": rounds,
@@ -283,6 +289,7 @@ def run_baselines(args: argparse.Namespace, round_one: dict, evaluate, on_result
 
     `on_result` gets the results so far after each method (the report is written as it goes)."""
     from training.loop import PolicyTrainConfig, policy_train
+    from training.ppo import PpoConfig
     from training.verifier import VerifierConfig, verifier_train
 
     verifier_dir = args.work_dir / "verifier"
@@ -298,7 +305,13 @@ def run_baselines(args: argparse.Namespace, round_one: dict, evaluate, on_result
         stats = policy_train(
             captioner_dir=round_one["captioner_dir"],
             out_dir=out,
-            config=PolicyTrainConfig(method=method, minutes=args.policy_minutes, max_steps=args.policy_steps, seed=1),
+            config=PolicyTrainConfig(
+                method=method,
+                minutes=args.policy_minutes,
+                max_steps=args.policy_steps,
+                seed=1,
+                ppo=PpoConfig(samples_per_image=args.samples_per_image),
+            ),
             images=round_one["images"],
             corrections=round_one["pairs"],
             reward_dir=round_one["reward_dir"],

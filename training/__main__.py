@@ -79,7 +79,11 @@ def _config(args: argparse.Namespace, method: str):
     from training.loop import PolicyTrainConfig
     from training.ppo import PpoConfig
 
-    ppo = PpoConfig(kl_coef=args.kl_coef, lr=args.lr) if method != "sft" else PpoConfig()
+    ppo = (
+        PpoConfig(kl_coef=args.kl_coef, lr=args.lr, samples_per_image=args.samples_per_image)
+        if method != "sft"
+        else PpoConfig()
+    )
     return PolicyTrainConfig(
         method=method, minutes=args.minutes, max_steps=args.max_steps, seed=args.seed, ppo=ppo, device=args.device
     )
@@ -185,6 +189,9 @@ def parser_build() -> argparse.ArgumentParser:
     ppo.add_argument("--verifier", help="verifier directory (for --method ppo_verifier)")
     ppo.add_argument("--kl-coef", type=float, default=0.3, help="β of the KL penalty to the reference captioner")
     ppo.add_argument("--lr", type=float, default=1e-4)
+    ppo.add_argument(
+        "--samples-per-image", type=int, default=1, help="captions per image per rollout, judged against each other"
+    )
     ppo.set_defaults(run=command_ppo)
 
     sft = trainer("sft", "supervised fine-tuning on corrected captions (the baseline)")

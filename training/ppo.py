@@ -49,6 +49,16 @@ class PpoConfig:
     value_coef: float = 1.0
     max_grad_norm: float = 0.5
     whiten_rewards: bool = False
+    # Captions sampled per image in a rollout (rollout_batch_size counts captions). Above 1, each
+    # caption's return is taken relative to the other captions of its image (`group_baseline`).
+    samples_per_image: int = 1
+
+    def __post_init__(self) -> None:
+        if self.samples_per_image < 1 or self.rollout_batch_size % self.samples_per_image:
+            raise ValueError(
+                f"rollout_batch_size {self.rollout_batch_size} must be a multiple of "
+                f"samples_per_image {self.samples_per_image}"
+            )
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -90,6 +100,27 @@ def gae(
         running = (delta + gamma * lam * running) * mask[:, t]
         advantages[:, t] = running
     return advantages, (advantages + values) * mask
+
+
+def group_baseline(shaped: torch.Tensor, mask: torch.Tensor, group: int) -> torch.Tensor:
+    """Shaped rewards less, on each caption's last token, the mean total reward of the other captions of
+    its image (rows come in runs of `group` per image); [B, N] → [B, N].
+
+    A hard image makes every caption of it score low, an easy one high: with one caption per image the
+    value head must guess that from the image, and whatever it misses is noise in every advantage.
+    The leave-one-out mean of the same image's other captions removes it without bias (it does not
+    depend on this caption's tokens). With γ = 1 every token's return carries the last token's reward,
+    so each token's return becomes relative to the image's typical caption, while the word rewards stay
+    where the words are: the credit assignment of token-level rewards is kept.
+    """
+    if group == 1:
+        return shaped
+    totals = (shaped * mask).sum(dim=1).view(-1, group)
+    others = (totals.sum(dim=1, keepdim=True) - totals) / (group - 1)
+    last = mask.long().sum(dim=1).clamp(min=1) - 1
+    adjusted = shaped.clone()
+    adjusted[torch.arange(shaped.shape[0], device=shaped.device), last] -= others.reshape(-1)
+    return adjusted
 
 
 def policy_loss(
@@ -141,7 +172,8 @@ class PreparedRollout:
 def rollout_prepare(rollout: Rollout, shaped: torch.Tensor, config: PpoConfig) -> PreparedRollout:
     """Rewards (whitened shaped reward − β·KL), GAE advantages (whitened) and returns of one rollout."""
     mask = rollout.sequences.response_mask
-    scaled = whiten(shaped, mask, shift_mean=False) if config.whiten_rewards else shaped
+    relative = group_baseline(shaped, mask, config.samples_per_image)
+    scaled = whiten(relative, mask, shift_mean=False) if config.whiten_rewards else relative
     rewards, kl = rewards_with_kl(scaled, rollout.log_probs, rollout.ref_log_probs, mask, config.kl_coef)
     advantages, returns = gae(rewards, rollout.values, mask, gamma=config.gamma, lam=config.lam)
     return PreparedRollout(
@@ -204,8 +236,9 @@ def ppo_train(
 ) -> dict:
     """Train `policy` in place with PPO on captions of `images` until the budget is spent or a stop is asked.
 
-    Images are visited in a seeded random order, `rollout_batch_size` per rollout, all of them before
-    any repeats. Returns the run's statistics (rewards and KL of the first and the last rollouts).
+    Images are visited in a seeded random order, `rollout_batch_size / samples_per_image` per rollout
+    (each sampled that many times), all of them before any repeats. Returns the run's statistics
+    (rewards and KL of the first and the last rollouts).
     """
     budget_check(minutes, max_rollouts)
     if not images:
@@ -225,10 +258,11 @@ def ppo_train(
         if should_stop():
             stopped = True
             break
-        while len(queue) < config.rollout_batch_size:
+        per_rollout = config.rollout_batch_size // config.samples_per_image
+        while len(queue) < per_rollout:
             queue += torch.randperm(len(images), generator=generator).tolist()
-        chosen, queue = queue[: config.rollout_batch_size], queue[config.rollout_batch_size :]
-        batch_images = [images[i] for i in chosen]
+        chosen, queue = queue[:per_rollout], queue[per_rollout:]
+        batch_images = [images[i] for i in chosen for _ in range(config.samples_per_image)]
         rollout = policy.rollout(batch_images, seed=seed * 1_000_003 + len(history))
         shaped = rewards_tensor(
             token_rewards(batch_images, rollout.captions, rollout.token_spans), rollout.sequences.response_mask

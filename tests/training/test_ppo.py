@@ -8,9 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.training.conftest import planted_rewards
+from tests.training.conftest import planted_rewards, target_probability
 from training.policy import CaptionPolicy, PolicyConfig
-from training.ppo import PpoConfig, budget_fraction, gae, policy_loss, ppo_train, value_loss, whiten
+from training.ppo import (
+    PpoConfig,
+    budget_fraction,
+    gae,
+    group_baseline,
+    policy_loss,
+    ppo_train,
+    value_loss,
+    whiten,
+)
 
 
 def test_gae_with_gamma_one_follows_the_recursion_and_stops_at_the_end_of_each_caption():
@@ -22,6 +31,25 @@ def test_gae_with_gamma_one_follows_the_recursion_and_stops_at_the_end_of_each_c
     # Row 1 ends after two tokens: A1 = 3 + 0 - 2 = 1; A0 = (1 + 2 - 1) + 0.5 * 1 = 2.5; the padding is 0.
     assert advantages.tolist() == [[1.5, 0.0, 2.0], [2.5, 1.0, 0.0]]
     assert returns.tolist() == [[2.0, 1.0, 2.0], [3.5, 3.0, 0.0]]
+
+
+def test_group_baseline_subtracts_the_other_captions_mean_on_each_last_token():
+    # Two images, two captions each: totals 3 and 1 for the first image, 4 and 0 for the second.
+    shaped = torch.tensor([[1.0, 2.0, 0.0], [1.0, 0.0, 0.0], [2.0, 2.0, 0.0], [0.0, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, False], [True, False, False], [True, True, True], [True, True, False]])
+
+    relative = group_baseline(shaped, mask, 2)
+
+    # Each caption's last token loses the other caption's total; every other token keeps its reward.
+    assert relative.tolist() == [[1.0, 1.0, 0.0], [-2.0, 0.0, 0.0], [2.0, 2.0, 0.0], [0.0, -4.0, 0.0]]
+    # So each caption's total becomes its lead over its image's other caption.
+    assert (relative * mask).sum(dim=1).tolist() == [2.0, -2.0, 4.0, -4.0]
+    assert group_baseline(shaped, mask, 1) is shaped
+
+
+def test_a_rollout_must_hold_whole_groups_of_captions():
+    with pytest.raises(ValueError, match="multiple of samples_per_image 3"):
+        PpoConfig(rollout_batch_size=32, samples_per_image=3)
 
 
 def test_whitening_uses_only_the_masked_positions_and_can_keep_the_mean():
@@ -64,6 +92,27 @@ def test_a_planted_reward_for_one_word_makes_the_policy_say_it_more(planted_run)
     assert planted_run.stats["steps"] == 6
     assert planted_run.stats["updates"] == 6 * 4 * 2  # rollouts x epochs x minibatches
     assert planted_run.after > 1.3 * planted_run.before
+
+
+def test_grouped_rollouts_sample_each_image_several_times_and_still_learn(captioner_dir: Path, world):
+    _, images = world
+    policy = CaptionPolicy.load(captioner_dir, PolicyConfig(max_new_tokens=4), seed=0)
+    before = target_probability(policy, images)
+    rollouts = []
+
+    def rewards(batch_images, captions, token_spans):
+        rollouts.append(batch_images)
+        return planted_rewards(batch_images, captions, token_spans)
+
+    config = PpoConfig(rollout_batch_size=32, minibatch_size=16, lr=3e-2, kl_coef=0.0, samples_per_image=4)
+    ppo_train(policy, images, rewards, config, minutes=None, max_rollouts=6, seed=0)
+
+    # Each rollout: 8 images, each in a run of 4 captions.
+    for batch in rollouts:
+        groups = [batch[i : i + 4] for i in range(0, 32, 4)]
+        assert all(image is group[0] for group in groups for image in group)
+        assert len({id(group[0]) for group in groups}) == 8
+    assert target_probability(policy, images) > 1.3 * before
 
 
 def test_should_stop_ends_the_run_early(captioner_dir: Path, world):
