@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--reward-minutes", type=float, default=3.0)
     parser.add_argument("--policy-minutes", type=float, default=5.0)
     parser.add_argument("--policy-steps", type=int, default=None, help="also stop each policy run after N steps")
-    parser.add_argument("--samples-per-image", type=int, default=1, help="PPO captions per image in a rollout")
+    parser.add_argument("--samples-per-image", type=int, default=4, help="PPO captions per image in a rollout")
     parser.add_argument("--verifier-minutes", type=float, default=2.0)
     parser.add_argument("--eval-scenes", type=int, default=300)
     parser.add_argument("--models-dir", type=Path, default=ROOT / "var/models")

@@ -190,7 +190,7 @@ def parser_build() -> argparse.ArgumentParser:
     ppo.add_argument("--kl-coef", type=float, default=0.3, help="β of the KL penalty to the reference captioner")
     ppo.add_argument("--lr", type=float, default=1e-4)
     ppo.add_argument(
-        "--samples-per-image", type=int, default=1, help="captions per image per rollout, judged against each other"
+        "--samples-per-image", type=int, default=4, help="captions per image per rollout, judged against each other"
     )
     ppo.set_defaults(run=command_ppo)
 

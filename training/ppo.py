@@ -51,7 +51,10 @@ class PpoConfig:
     whiten_rewards: bool = False
     # Captions sampled per image in a rollout (rollout_batch_size counts captions). Above 1, each
     # caption's return is taken relative to the other captions of its image (`group_baseline`).
-    samples_per_image: int = 1
+    # bench/ppo_diagnosis.py, 300 rollouts from the built-in captioner: held-out exact H_T moved alike
+    # with 1 and 4 (0.1525 → 0.148–0.151), but object recall kept better with 4 in both judges
+    # (TLDR 0.556 vs 0.522, the parser 0.537 vs 0.510; the gate wants 95 % of 0.542).
+    samples_per_image: int = 4
 
     def __post_init__(self) -> None:
         if self.samples_per_image < 1 or self.rollout_batch_size % self.samples_per_image:
