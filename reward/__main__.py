@@ -12,48 +12,17 @@ import json
 import os
 import random
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
 
-from tqdm import tqdm
-
-DEFAULT_MODELS_DIR = "var/models"
-
-
-def _models_dir(args: argparse.Namespace) -> Path:
-    return Path(args.models_dir or os.environ.get("TLDR_MODELS_DIR", DEFAULT_MODELS_DIR))
+from reward.cli import MODELS_DIR_HELP, command_run, models_dir, with_progress_bar
 
 
 def _reward_dir(args: argparse.Namespace) -> Path:
     from reward.bootstrap import REWARD_MODEL
 
-    return Path(args.model) if args.model else _models_dir(args) / REWARD_MODEL
-
-
-class _Bar:
-    """A tqdm bar fed by the (fraction, message) callbacks every long-running function takes."""
-
-    def __init__(self, description: str) -> None:
-        self.bar = tqdm(
-            total=1000, desc=description, unit="‰", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}"
-        )
-
-    def __call__(self, fraction: float, message: str) -> None:
-        self.bar.n = int(1000 * min(max(fraction, 0.0), 1.0))
-        self.bar.set_postfix_str(message, refresh=False)
-        self.bar.refresh()
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def _with_bar(description: str, work: Callable[[Callable[[float, str], None]], object]) -> object:
-    bar = _Bar(description)
-    try:
-        return work(bar)
-    finally:
-        bar.close()
+    return Path(args.model) if args.model else models_dir(args) / REWARD_MODEL
 
 
 def command_bootstrap(args: argparse.Namespace) -> int:
@@ -63,9 +32,11 @@ def command_bootstrap(args: argparse.Namespace) -> int:
     config = BootstrapConfig(
         captioner_minutes=args.captioner_minutes, reward_minutes=args.reward_minutes, seed=args.seed
     )
-    models_dir = _models_dir(args)
-    report = _with_bar("bootstrap", lambda bar: models_bootstrap(models_dir, config, force=args.force, on_progress=bar))
-    print(json.dumps(report, indent=2) if args.json else bootstrap_table(report, models_dir))
+    models = models_dir(args)
+    report = with_progress_bar(
+        "bootstrap", lambda bar: models_bootstrap(models, config, force=args.force, on_progress=bar)
+    )
+    print(json.dumps(report, indent=2) if args.json else bootstrap_table(report, models))
     return 0
 
 
@@ -77,7 +48,7 @@ def command_train(args: argparse.Namespace) -> int:
     from reward.vlm import vlm_load
     from shapeworld.scene import WorldConfig
 
-    backbone = args.backbone or os.environ.get("TLDR_BACKBONE") or str(_models_dir(args) / CAPTIONER)
+    backbone = args.backbone or os.environ.get("TLDR_BACKBONE") or str(models_dir(args) / CAPTIONER)
     vlm, processor = vlm_load(backbone)
     model = TokenRewardModel.build(vlm, RewardConfig(objective=args.objective), base_model=backbone)
     rng = random.Random(args.seed)
@@ -95,7 +66,7 @@ def command_train(args: argparse.Namespace) -> int:
     else:
         batches = shapeworld_batches(rng, WorldConfig(), batch_size=args.batch_size)
     config = TrainConfig(minutes=args.minutes, max_steps=args.max_steps, lr=args.lr, seed=args.seed)
-    stats = _with_bar("train", lambda bar: reward_train(model, processor, batches, config, on_progress=bar))
+    stats = with_progress_bar("train", lambda bar: reward_train(model, processor, batches, config, on_progress=bar))
     model.save(args.out, metrics={"training": stats})
     print(json.dumps({"saved": str(args.out), **stats}))
     return 0
@@ -145,7 +116,7 @@ def command_detect(args: argparse.Namespace) -> int:
         from reward.vlm import captions_generate, vlm_load
 
         held_out = held_out_scenes(args.shapeworld_samples, seed=args.seed)
-        captioner, captioner_processor = vlm_load(str(_models_dir(args) / CAPTIONER))
+        captioner, captioner_processor = vlm_load(str(models_dir(args) / CAPTIONER))
         images = held_out.images
         captions = captions_generate(captioner, captioner_processor, images)
     elif args.jsonl:
@@ -170,7 +141,7 @@ def command_detect(args: argparse.Namespace) -> int:
 def command_correct(args: argparse.Namespace) -> int:
     from reward.selfcorrect import self_correction_experiment
 
-    report = self_correction_experiment(_models_dir(args), reward_dir=_reward_dir(args), n_scenes=args.n)
+    report = self_correction_experiment(models_dir(args), reward_dir=_reward_dir(args), n_scenes=args.n)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -194,9 +165,7 @@ def command_labels(args: argparse.Namespace) -> int:
 
 def parser_build() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m reward", description=__doc__)
-    parser.add_argument(
-        "--models-dir", help=f"where built-in models live (default $TLDR_MODELS_DIR or {DEFAULT_MODELS_DIR})"
-    )
+    parser.add_argument("--models-dir", help=MODELS_DIR_HELP)
     commands = parser.add_subparsers(dest="command", required=True)
 
     bootstrap = commands.add_parser("bootstrap", help="train the built-in captioner and TLDR (first run; cached)")
@@ -253,16 +222,7 @@ def parser_build() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser_build().parse_args(argv)
-    from reward.images import ImageError
-    from reward.model import RewardModelError
-    from reward.vlm import ModelNotFound
-
-    try:
-        return args.run(args)
-    except (ModelNotFound, RewardModelError, ImageError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return command_run(parser_build().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -15,43 +15,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
+from reward.cli import MODELS_DIR_HELP, ProgressBar, command_run, models_dir
 
-DEFAULT_MODELS_DIR = "var/models"
 # Training scenes are drawn from here on (plus --seed), apart from the held-out and validation seeds.
 TRAINING_SCENE_SEED = 2_000_000
-
-
-class _Bar:
-    """A tqdm bar fed by the (fraction, message) callbacks the trainers take."""
-
-    def __init__(self, description: str) -> None:
-        self.bar = tqdm(
-            total=1000, desc=description, unit="‰", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}"
-        )
-
-    def __call__(self, fraction: float, message: str) -> None:
-        self.bar.n = int(1000 * min(max(fraction, 0.0), 1.0))
-        self.bar.set_postfix_str(message, refresh=False)
-        self.bar.refresh()
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def _models_dir(args: argparse.Namespace) -> Path:
-    return Path(args.models_dir or os.environ.get("TLDR_MODELS_DIR", DEFAULT_MODELS_DIR))
 
 
 def _captioner(args: argparse.Namespace) -> Path:
     from reward.bootstrap import CAPTIONER
 
-    return Path(args.captioner) if args.captioner else _models_dir(args) / CAPTIONER
+    return Path(args.captioner) if args.captioner else models_dir(args) / CAPTIONER
 
 
 def _reward_model(args: argparse.Namespace, *, required: bool) -> Path | None:
@@ -60,7 +37,7 @@ def _reward_model(args: argparse.Namespace, *, required: bool) -> Path | None:
 
     if args.reward_model:
         return Path(args.reward_model)
-    default = _models_dir(args) / REWARD_MODEL
+    default = models_dir(args) / REWARD_MODEL
     return default if required or default.is_dir() else None
 
 
@@ -94,7 +71,7 @@ def _train(
 ) -> int:
     from training.loop import policy_train
 
-    bar = _Bar(method)
+    bar = ProgressBar(method)
     try:
         stats = policy_train(
             captioner_dir=_captioner(args),
@@ -153,7 +130,7 @@ def command_eval(args: argparse.Namespace) -> int:
 def command_verifier(args: argparse.Namespace) -> int:
     from training.verifier import VerifierConfig, verifier_train
 
-    bar = _Bar("verifier")
+    bar = ProgressBar("verifier")
     try:
         config = VerifierConfig(
             minutes=args.minutes, max_steps=args.max_steps, seed=args.seed, eval_scenes=args.eval_scenes
@@ -167,9 +144,7 @@ def command_verifier(args: argparse.Namespace) -> int:
 
 def parser_build() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
-    parser.add_argument(
-        "--models-dir", help=f"where built-in models live (default $TLDR_MODELS_DIR or {DEFAULT_MODELS_DIR})"
-    )
+    parser.add_argument("--models-dir", help=MODELS_DIR_HELP)
     commands = parser.add_subparsers(dest="command", required=True)
 
     def trainer(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -214,16 +189,7 @@ def parser_build() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser_build().parse_args(argv)
-    from reward.images import ImageError
-    from reward.model import RewardModelError
-    from reward.vlm import ModelNotFound
-
-    try:
-        return args.run(args)
-    except (ModelNotFound, RewardModelError, ImageError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return command_run(parser_build().parse_args(argv))
 
 
 if __name__ == "__main__":
