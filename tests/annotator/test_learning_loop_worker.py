@@ -15,11 +15,16 @@ from annotator.models import Job, ModelVersion
 from annotator.services.retraining import TrainingOptions, training_enqueue
 from tests.annotator.conftest import CAPTIONER, REWARD_MODEL
 from tests.annotator.factories import corrections_plant
-from tests.annotator.workers import job_wait, queues_purge, worker_database_url, worker_start
+from tests.annotator.workers import (
+    VISIBILITY_TIMEOUT_S,
+    job_finish_on_next_worker,
+    job_wait,
+    queues_purge,
+    worker_database_url,
+    worker_start,
+)
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
-# Short, so the next worker takes the dead worker's message over within seconds (production: hours).
-VISIBILITY_TIMEOUT = 8
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -35,7 +40,7 @@ def worker_env(models_dir: Path) -> dict[str, str]:
         **os.environ,
         "DATABASE_URL": worker_database_url(),
         "CELERY_BROKER_URL": REDIS_URL,
-        "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+        "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT_S),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "TLDR_MODELS_DIR": str(models_dir),
         "TLDR_REWARD_TRAIN_EPOCHS": "10000",  # half a minute of training, not a few passes: time to kill it
@@ -77,14 +82,7 @@ def test_a_worker_killed_mid_training_leaves_no_model_and_the_job_restarts_on_th
     assert set(ModelVersion.objects.values_list("name", "status")) == {(CAPTIONER, "active"), (REWARD_MODEL, "active")}
     assert not (models_dir / name).exists()  # at most the hidden partial folder, which nothing points to
 
-    # The broker hands the unacknowledged message to the next worker once its visibility timeout passes.
-    time.sleep(max(0.0, job.started.timestamp() + VISIBILITY_TIMEOUT + 1 - time.time()))
-    second = worker_start(worker_env)
-    try:
-        job_wait(job, lambda j: j.status not in (Job.Status.QUEUED, Job.Status.RUNNING), 240, "ended")
-    finally:
-        second.terminate()
-        second.wait(timeout=30)
+    job_finish_on_next_worker(job, worker_env, 240)
     assert job.status == Job.Status.SUCCEEDED, job.message
     assert job.attempts == 2 and "worker was lost" in job.message and "started again (attempt 2)" in job.message
     version = ModelVersion.objects.get(name=name)

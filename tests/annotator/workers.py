@@ -1,5 +1,5 @@
-"""Real Celery workers for the tests that need one: started on this test's database, purged queues, and a
-wait for a job's row to reach a state."""
+"""Real Celery workers for the tests that need one: started on this test's database, purged queues, a
+wait for a job's row to reach a state, and the next worker taking over a killed one's job."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from annotator.models import Job
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUES = "gpu,default"
+# Short, so the next worker takes a dead worker's message over within seconds (production: hours).
+VISIBILITY_TIMEOUT_S = 8
 
 
 def worker_database_url() -> str:
@@ -50,3 +52,15 @@ def job_wait(job: Job, condition: Callable[[Job], bool], timeout: float, what: s
     raise AssertionError(
         f"job {job.pk} never {what} within {timeout} s: {job.status}, {job.step!r}, {job.message}\n{job.log}"
     )
+
+
+def job_finish_on_next_worker(job: Job, env: dict[str, str], timeout: float) -> Job:
+    """Once the broker hands the killed worker's unacknowledged message on (its visibility timeout after
+    the job started), a fresh worker runs until the job has ended; `env` sets VISIBILITY_TIMEOUT_S."""
+    time.sleep(max(0.0, job.started.timestamp() + VISIBILITY_TIMEOUT_S + 1 - time.time()))
+    worker = worker_start(env)
+    try:
+        return job_wait(job, lambda j: j.status not in (Job.Status.QUEUED, Job.Status.RUNNING), timeout, "ended")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
