@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import FileResponse
+from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -12,8 +12,8 @@ from rest_framework.views import APIView
 
 from annotator.api.permissions import IsAnnotator
 from annotator.models import Arm, Task
-from annotator.selectors.projects import images_visible, projects_visible
-from annotator.selectors.tasks import AssignmentNotFound, task_served
+from annotator.selectors.projects import images_visible, project_visible
+from annotator.selectors.tasks import AssignmentNotFound, task_get, task_served
 from annotator.services.corrections import correction_submit
 from annotator.services.leases import LeaseExpired, events_record, lease_renew, task_lease_next, task_skip
 
@@ -60,6 +60,13 @@ class LeaseExpiredSerializer(serializers.Serializer):
     corrected_text = serializers.CharField(required=False)
 
 
+# The next-task and submit calls are made all day, so their serializers are built once: DRF deep-copies
+# a serializer's declared fields every time one is made, which cost these calls more than the
+# serializing and validating itself (bench/hot_path_profile.py). `to_representation` and
+# `run_validation` keep nothing on the instance, so concurrent requests share one.
+_TASK_OUTPUT = TaskSerializer()
+
+
 def _lease_expired(error: LeaseExpired) -> Response:
     body = {"code": "lease_expired", "detail": error.detail}
     if error.corrected_text is not None:
@@ -68,7 +75,10 @@ def _lease_expired(error: LeaseExpired) -> Response:
 
 
 def _task_get(task_id: int) -> Task:
-    return get_object_or_404(Task.objects.select_related("project", "caption"), pk=task_id)
+    task = task_get(task_id=task_id)
+    if task is None:
+        raise Http404("No Task matches the given query.")
+    return task
 
 
 class TaskNextApi(APIView):
@@ -80,11 +90,13 @@ class TaskNextApi(APIView):
         summary="The annotator's current task (a reload resumes it) or a newly leased one; 204 when none is ready",
     )
     def post(self, request, project_id: int) -> Response:
-        project = get_object_or_404(projects_visible(user=request.user), pk=project_id)
+        project = project_visible(user=request.user, project_id=project_id)
+        if project is None:
+            raise Http404("No Project matches the given query.")
         assignment = task_lease_next(annotator=request.user, project=project, now=timezone.now())
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response({"task": TaskSerializer(task_served(assignment=assignment)).data})
+        return Response({"task": _TASK_OUTPUT.to_representation(task_served(assignment=assignment))})
 
 
 class TaskHeartbeatApi(APIView):
@@ -139,19 +151,19 @@ class TaskSubmitApi(APIView):
         summary="Submit a correction; the same client_submission_id again returns the same correction (200)",
     )
     def post(self, request, task_id: int) -> Response:
-        serializer = self.TaskSubmitInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        submitted = _SUBMIT_INPUT.run_validation(request.data)  # a 400 with the fields' errors, as is_valid raises
         task = _task_get(task_id)
         try:
-            correction, created = correction_submit(
-                annotator=request.user, task=task, now=timezone.now(), **serializer.validated_data
-            )
+            correction, created = correction_submit(annotator=request.user, task=task, now=timezone.now(), **submitted)
         except AssignmentNotFound:
             return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
         except LeaseExpired as error:
             return _lease_expired(error)
         body = {"correction_id": correction.pk, "next": f"/api/projects/{task.project_id}/tasks/next/"}
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+_SUBMIT_INPUT = TaskSubmitApi.TaskSubmitInputSerializer()  # shared, as `_TASK_OUTPUT` is
 
 
 class TaskSkipApi(APIView):

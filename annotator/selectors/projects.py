@@ -2,6 +2,9 @@
 
 Roles: an admin is a Django staff user; an annotator is a member of the group `annotator` (created
 by a migration). Membership of a project is `Project.annotators`.
+
+`token_user` and `project_visible` answer the questions every call of the task API asks (who is this
+token, may it annotate, may it see this project) in hand-written SQL (see `annotator.sql`).
 """
 
 from __future__ import annotations
@@ -12,10 +15,16 @@ from datetime import datetime
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Q, QuerySet
+from rest_framework.authtoken.models import Token
 
 from annotator.models import Assignment, Caption, Correction, Image, Project, Task
+from annotator.sql import columns_of, fetch_one, model_from_row, select_list
 
 ANNOTATOR_GROUP = "annotator"
+PROJECT_COLUMNS = columns_of(Project)
+# Whether a user is in the group `annotator`, set on the user object by `token_user`, which reads it
+# with the user; `user_is_annotator` then asks the database nothing.
+IN_ANNOTATOR_GROUP = "in_annotator_group"
 
 
 def user_is_admin(user: AbstractBaseUser) -> bool:
@@ -23,11 +32,56 @@ def user_is_admin(user: AbstractBaseUser) -> bool:
 
 
 def user_is_annotator(user: AbstractBaseUser) -> bool:
-    return bool(user.is_authenticated and (user.is_staff or user.groups.filter(name=ANNOTATOR_GROUP).exists()))
+    if not user.is_authenticated:
+        return False
+    if user.is_staff:
+        return True
+    in_group = getattr(user, IN_ANNOTATOR_GROUP, None)
+    if in_group is None:
+        return user.groups.filter(name=ANNOTATOR_GROUP).exists()
+    return bool(in_group)
+
+
+def token_user(*, key: str) -> tuple[AbstractBaseUser, Token] | None:
+    """The user of an API token, with its annotator role read in the same statement, and the token.
+
+    DRF's token lookup and the role check of `IsAnnotator` were two statements per call.
+    """
+    user_model = get_user_model()
+    user_columns = columns_of(user_model)
+    row = fetch_one(
+        f"""
+        SELECT {select_list("u", user_columns)}, EXISTS (
+            SELECT 1 FROM auth_user_groups member JOIN auth_group g ON g.id = member.group_id
+            WHERE member.user_id = u.id AND g.name = %s
+        )
+        FROM authtoken_token t JOIN auth_user u ON u.id = t.user_id
+        WHERE t.key = %s
+        """,
+        [ANNOTATOR_GROUP, key],
+    )
+    if row is None:
+        return None
+    user = model_from_row(user_model, user_columns, row[:-1])
+    setattr(user, IN_ANNOTATOR_GROUP, bool(row[-1]))
+    # The token's `created` is deferred: nothing on a request reads it.
+    token = model_from_row(Token, ["key", "user_id"], [key, user.pk])
+    token.user = user
+    return user, token
 
 
 def projects_visible(*, user: AbstractBaseUser) -> QuerySet[Project]:
     return Project.objects.all() if user_is_admin(user) else Project.objects.filter(annotators=user)
+
+
+def project_visible(*, user: AbstractBaseUser, project_id: int) -> Project | None:
+    """`projects_visible(user=user)`'s project `project_id`, or None: the project of every "next task"."""
+    sql, params = f"SELECT {select_list('p', PROJECT_COLUMNS)} FROM annotator_project p WHERE p.id = %s", [project_id]
+    if not user_is_admin(user):
+        sql += " AND EXISTS (SELECT 1 FROM annotator_project_annotators m WHERE m.project_id = p.id AND m.user_id = %s)"
+        params.append(user.pk)
+    row = fetch_one(sql, params)
+    return None if row is None else model_from_row(Project, PROJECT_COLUMNS, row)
 
 
 def images_visible(*, user: AbstractBaseUser) -> QuerySet[Image]:

@@ -1,99 +1,219 @@
-"""Reads of the queue: which tasks an annotator may be given, and what a served task shows."""
+"""Reads of the queue: which tasks an annotator may be given, and what a served task shows.
+
+The statements of the next-task and submit calls are hand-written SQL (see `annotator.sql`).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db import connection
 from django.urls import reverse
 
-from annotator.models import Arm, Assignment, Detection, Project, Task
+from annotator.models import Arm, Assignment, Caption, Detection, Project, Task
+from annotator.sql import columns_of, fetch_one, for_update, model_from_row, placeholders, select_list
 from reward.words import response_words
+
+TASK_COLUMNS, CAPTION_COLUMNS, PROJECT_COLUMNS = columns_of(Task), columns_of(Caption), columns_of(Project)
+ASSIGNMENT_COLUMNS, DETECTION_COLUMNS = columns_of(Assignment), columns_of(Detection)
+# A task (t) and its caption (c), as `_task_from_row` reads them back.
+TASK_AND_CAPTION = f"{select_list('t', TASK_COLUMNS)}, {select_list('c', CAPTION_COLUMNS)}"
 
 
 class AssignmentNotFound(Exception):
     """The annotator was never given this task."""
 
 
-def assignment_live_q(now: datetime, prefix: str = "") -> Q:
-    """Assignments that hold one of a task's k slots: a live lease or a submitted correction."""
-    return Q(**{f"{prefix}status": Assignment.Status.SUBMITTED}) | Q(
-        **{f"{prefix}status": Assignment.Status.LEASED, f"{prefix}expires_at__gt": now}
+def _task_from_row(row: tuple) -> Task:
+    """The task and its caption from a row that starts with `TASK_AND_CAPTION`."""
+    end_of_task, end_of_caption = len(TASK_COLUMNS), len(TASK_COLUMNS) + len(CAPTION_COLUMNS)
+    task = model_from_row(Task, TASK_COLUMNS, row[:end_of_task])
+    task.caption = model_from_row(Caption, CAPTION_COLUMNS, row[end_of_task:end_of_caption])
+    return task
+
+
+def annotator_lock(*, annotator: AbstractBaseUser) -> None:
+    """Row-lock the annotator's user row until the transaction ends: one "next" per annotator at a time."""
+    fetch_one(f"SELECT id FROM auth_user WHERE id = %s{for_update()}", [annotator.pk])
+
+
+def task_lock(*, task: Task) -> None:
+    """Row-lock the task until the transaction ends (and nothing through a join: see `correction_submit`)."""
+    fetch_one(f"SELECT id FROM annotator_task WHERE id = %s{for_update()}", [task.pk])
+
+
+@dataclass(frozen=True)
+class LeasePlace:
+    """Where an annotator stands in a project's queue when it asks for its next task."""
+
+    current_assignment_id: int | None  # its unexpired lease, which a reload resumes
+    served: int  # its assignments in the project that were not skipped: where its arm draw stands
+
+
+def lease_place(*, annotator: AbstractBaseUser, project: Project, now: datetime) -> LeasePlace:
+    """The annotator's unexpired lease in `project` (what a reload resumes) and how many tasks it
+    was served there; asked on every "next", and one statement answers both."""
+    leased, skipped = Assignment.Status.LEASED, Assignment.Status.SKIPPED
+    current_assignment_id, served = fetch_one(
+        """
+        SELECT
+            (SELECT a.id FROM annotator_assignment a JOIN annotator_task t ON t.id = a.task_id
+             WHERE a.annotator_id = %s AND t.project_id = %s AND a.status = %s AND a.expires_at > %s
+             ORDER BY a.leased_at DESC LIMIT 1),
+            (SELECT COUNT(*) FROM annotator_assignment a JOIN annotator_task t ON t.id = a.task_id
+             WHERE a.annotator_id = %s AND t.project_id = %s AND a.status <> %s)
+        """,
+        [
+            *(annotator.pk, project.pk, leased, connection.ops.adapt_datetimefield_value(now)),
+            *(annotator.pk, project.pk, skipped),
+        ],
     )
+    return LeasePlace(current_assignment_id=current_assignment_id, served=served)
 
 
-def task_assignments_live_or_own(*, task: Task, annotator: AbstractBaseUser, now: datetime) -> list[Assignment]:
-    """The task's assignments that hold a slot, and the annotator's own one whatever its state.
-
-    One query under the task's row lock answers both questions a new lease asks: is a slot free, and
-    does this annotator come back to an earlier (expired) lease of its own.
-    """
-    return list(task.assignments.filter(assignment_live_q(now) | Q(annotator=annotator)))
-
-
-def tasks_open_for(
-    *, annotator: AbstractBaseUser, project: Project, now: datetime, statuses: list[str]
-) -> QuerySet[Task]:
-    """Tasks of `project` with a free slot that `annotator` has neither corrected nor skipped.
-
-    The slot count here is a filter on a snapshot; `task_lease_next` counts again under the task's
-    row lock before it takes the slot. Both conditions are correlated subqueries on the few tasks
-    at the head of the queue (index probes on assignment (task, …)), so the query costs the same
-    whether the annotator has corrected ten captions or ten thousand; `alias`, not `annotate`, keeps
-    the count out of the SELECT list, where PostgreSQL would evaluate it a second time.
-    """
-    slots_taken = (
-        Assignment.objects.filter(assignment_live_q(now), task=OuterRef("pk"))
-        .order_by()
-        .values("task")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    finished_by_annotator = Assignment.objects.filter(
-        task=OuterRef("pk"),
-        annotator=annotator,
-        status__in=[Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED],
-    )
-    return (
-        Task.objects.filter(project=project, status__in=statuses)
-        .filter(~Exists(finished_by_annotator))
-        .alias(slots_taken=Coalesce(Subquery(slots_taken), 0))
-        .filter(slots_taken__lt=project.overlap)
-        .order_by("priority", "id")
-    )
-
-
-def assignment_current(*, annotator: AbstractBaseUser, project: Project, now: datetime) -> Assignment | None:
-    """The annotator's unexpired lease in `project`: what a reload resumes.
-
-    Asked on every "next", and answered "none" almost every time: the id alone is read first, a
-    narrow query, and the lease with its task and caption only when there is one.
-    """
-    assignment_id = (
-        Assignment.objects.filter(
-            annotator=annotator, task__project=project, status=Assignment.Status.LEASED, expires_at__gt=now
-        )
-        .order_by("-leased_at")
-        .values_list("pk", flat=True)
-        .first()
-    )
-    if assignment_id is None:
-        return None
+def assignment_served(*, assignment_id: int) -> Assignment:
+    """A lease with its task, caption and project: what `task_served` shows."""
     return Assignment.objects.select_related("task__caption", "task__project").get(pk=assignment_id)
 
 
+def task_open_lock(
+    *,
+    annotator: AbstractBaseUser,
+    project: Project,
+    now: datetime,
+    statuses: list[str],
+    passed_over: list[int],
+    skip_locked: bool,
+) -> Task | None:
+    """The first task in `project`'s queue, by priority, with a free slot that `annotator` has neither
+    corrected nor skipped, row-locked, with its caption; tasks in `passed_over` are not considered.
+
+    The slot count here is a filter on a snapshot; `task_lease_next` counts again under the task's
+    row lock before it takes the slot. Both conditions are correlated subqueries on the few tasks at
+    the head of the queue (index probes on assignment (task, …)), so the query costs the same whether
+    the annotator has corrected ten captions or ten thousand; the count stays out of the SELECT list,
+    where PostgreSQL would evaluate it a second time.
+    """
+    submitted, skipped, leased = Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED, Assignment.Status.LEASED
+    not_passed_over = f"AND t.id NOT IN ({placeholders(passed_over)})" if passed_over else ""
+    row = fetch_one(
+        f"""
+        SELECT {TASK_AND_CAPTION}
+        FROM annotator_task t JOIN annotator_caption c ON c.id = t.caption_id
+        WHERE t.project_id = %s AND t.status IN ({placeholders(statuses)}) {not_passed_over}
+          AND NOT EXISTS (
+            SELECT 1 FROM annotator_assignment finished
+            WHERE finished.task_id = t.id AND finished.annotator_id = %s AND finished.status IN (%s, %s)
+          )
+          AND (
+            SELECT COUNT(*) FROM annotator_assignment held
+            WHERE held.task_id = t.id AND (held.status = %s OR (held.status = %s AND held.expires_at > %s))
+          ) < %s
+        ORDER BY t.priority, t.id
+        LIMIT 1{for_update(of="t", skip_locked=skip_locked)}
+        """,
+        [
+            project.pk,
+            *statuses,
+            *passed_over,
+            *(annotator.pk, submitted, skipped),
+            *(submitted, leased, connection.ops.adapt_datetimefield_value(now), project.overlap),
+        ],
+    )
+    return None if row is None else _task_from_row(row)
+
+
+@dataclass(frozen=True)
+class TaskSlots:
+    held: int  # live leases and submitted corrections: the slots of the task's overlap taken
+    own_assignment_id: int | None  # the annotator's own assignment on the task, whatever its state
+
+
+def task_slots(*, task: Task, annotator: AbstractBaseUser, now: datetime) -> TaskSlots:
+    """Under the task's row lock, one statement answers both questions a new lease asks: is a slot
+    free, and does this annotator come back to an earlier (expired) lease of its own."""
+    held, own_assignment_id = fetch_one(
+        """
+        SELECT COUNT(CASE WHEN status = %s OR (status = %s AND expires_at > %s) THEN 1 END),
+               MAX(CASE WHEN annotator_id = %s THEN id END)
+        FROM annotator_assignment WHERE task_id = %s
+        """,
+        [
+            Assignment.Status.SUBMITTED,
+            Assignment.Status.LEASED,
+            connection.ops.adapt_datetimefield_value(now),
+            annotator.pk,
+            task.pk,
+        ],
+    )
+    return TaskSlots(held=held, own_assignment_id=own_assignment_id)
+
+
+def task_get(*, task_id: int) -> Task | None:
+    """A task with its project and caption: what every call on a served task reads first."""
+    row = fetch_one(
+        f"""
+        SELECT {TASK_AND_CAPTION}, {select_list("p", PROJECT_COLUMNS)}
+        FROM annotator_task t
+        JOIN annotator_caption c ON c.id = t.caption_id
+        JOIN annotator_project p ON p.id = t.project_id
+        WHERE t.id = %s
+        """,
+        [task_id],
+    )
+    if row is None:
+        return None
+    task = _task_from_row(row)
+    task.project = model_from_row(Project, PROJECT_COLUMNS, row[-len(PROJECT_COLUMNS) :])
+    return task
+
+
 def detection_current(*, caption_id: int) -> Detection | None:
-    return Detection.objects.filter(caption_id=caption_id, is_current=True).first()
+    """The caption's current detection (a constraint allows one), or None."""
+    row = fetch_one(
+        f"""
+        SELECT {select_list("d", DETECTION_COLUMNS)} FROM annotator_detection d
+        WHERE d.caption_id = %s AND d.is_current
+        """,
+        [caption_id],
+    )
+    return None if row is None else model_from_row(Detection, DETECTION_COLUMNS, row)
 
 
 def assignment_for_update(*, annotator: AbstractBaseUser, task: Task) -> Assignment:
     """The annotator's assignment on `task`, row-locked until the transaction ends."""
-    assignment = Assignment.objects.select_for_update().filter(task=task, annotator=annotator).first()
-    if assignment is None:
+    row = fetch_one(
+        f"""
+        SELECT {select_list("a", ASSIGNMENT_COLUMNS)} FROM annotator_assignment a
+        WHERE a.task_id = %s AND a.annotator_id = %s{for_update()}
+        """,
+        [task.pk, annotator.pk],
+    )
+    if row is None:
         raise AssignmentNotFound(f"task {task.pk} was never given to {annotator}")
-    return assignment
+    return model_from_row(Assignment, ASSIGNMENT_COLUMNS, row)
+
+
+def assignment_for_submit(*, annotator: AbstractBaseUser, task: Task) -> tuple[Assignment, int]:
+    """`assignment_for_update`, and how many corrections of the task are in (submitted assignments).
+
+    Read under the task's row lock, which every submit takes first, the count stays true until the
+    transaction ends.
+    """
+    row = fetch_one(
+        f"""
+        SELECT {select_list("a", ASSIGNMENT_COLUMNS)},
+               (SELECT COUNT(*) FROM annotator_assignment s WHERE s.task_id = a.task_id AND s.status = %s)
+        FROM annotator_assignment a
+        WHERE a.task_id = %s AND a.annotator_id = %s{for_update(of="a")}
+        """,
+        [Assignment.Status.SUBMITTED, task.pk, annotator.pk],
+    )
+    if row is None:
+        raise AssignmentNotFound(f"task {task.pk} was never given to {annotator}")
+    return model_from_row(Assignment, ASSIGNMENT_COLUMNS, row[:-1]), row[-1]
 
 
 def task_served(*, assignment: Assignment) -> dict:

@@ -18,14 +18,19 @@ from django.contrib.auth.models import AbstractBaseUser
 from annotator.models import Assignment, Project
 
 
-def arm_draw(*, annotator: AbstractBaseUser, project: Project) -> str:
-    """The arm of the annotator's next new task in `project`."""
+def arm_draw(*, annotator: AbstractBaseUser, project: Project, served: int | None = None) -> str:
+    """The arm of the annotator's next new task in `project`.
+
+    `served` is the annotator's count of assignments in the project, skipped ones not counted; a
+    caller that has read it already (`task_lease_next`, with the annotator's current lease) passes it.
+    """
     block = [arm for arm, weight in project.arm_weights.items() for _ in range(weight)]
-    served = (
-        Assignment.objects.filter(annotator=annotator, task__project=project)
-        .exclude(status=Assignment.Status.SKIPPED)
-        .count()
-    )
+    if served is None:
+        served = (
+            Assignment.objects.filter(annotator=annotator, task__project=project)
+            .exclude(status=Assignment.Status.SKIPPED)
+            .count()
+        )
     block_number, position = divmod(served, len(block))
     random.Random(f"arm:{project.pk}:{annotator.pk}:{block_number}").shuffle(block)
     return block[position]

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from annotator.models import Arm, Assignment, Project, Task
 from annotator.selectors.tasks import (
-    assignment_current,
+    annotator_lock,
     assignment_for_update,
-    task_assignments_live_or_own,
-    tasks_open_for,
+    assignment_served,
+    lease_place,
+    task_open_lock,
+    task_slots,
 )
 from annotator.services.arms import arm_draw
 from annotator.services.timing import ClientEvent, events_merge
+from annotator.sql import row_insert
 
 # Tasks found full under the lock (another request filled them between the snapshot and the lock)
 # before giving up; each try costs one short query.
@@ -43,23 +45,28 @@ def task_lease_next(*, annotator: AbstractBaseUser, project: Project, now: datet
     """The annotator's task to work on: its unexpired lease if it has one, else a new lease, else None."""
     with transaction.atomic():
         # One request per annotator at a time: a double click on "next" must not take two leases.
-        list(get_user_model().objects.select_for_update().filter(pk=annotator.pk).values_list("pk"))
-        if current := assignment_current(annotator=annotator, project=project, now=now):
-            return current
-        arm = arm_draw(annotator=annotator, project=project)
+        annotator_lock(annotator=annotator)
+        place = lease_place(annotator=annotator, project=project, now=now)
+        if place.current_assignment_id is not None:
+            return assignment_served(assignment_id=place.current_assignment_id)
+        arm = arm_draw(annotator=annotator, project=project, served=place.served)
         # The no-highlight arm shows nothing TLDR wrote, so it need not wait for detection.
         statuses = [Task.Status.READY, Task.Status.PENDING] if arm == Arm.NONE else [Task.Status.READY]
         found = _task_with_free_slot_lock(annotator=annotator, project=project, now=now, statuses=statuses)
         if found is None:
             return None
-        task, assignment = found
+        task, own_assignment_id = found
         expires_at = now + timedelta(seconds=project.lease_seconds)
-        if assignment is None:
-            return Assignment.objects.create(
+        if own_assignment_id is None:
+            assignment = Assignment(
                 task=task, annotator=annotator, arm=arm, leased_at=now, expires_at=expires_at, served_at=now
             )
+            row_insert(assignment)  # hand-written (see `annotator.sql`): "next" is made all day
+            return assignment
         # The annotator's own lease on this task had expired and nobody took the slot: it comes back
         # with its arm, events and draft, so its timing and text carry on.
+        assignment = Assignment.objects.get(pk=own_assignment_id)
+        assignment.task = task
         assignment.leased_at, assignment.expires_at = now, expires_at
         assignment.save(update_fields=["leased_at", "expires_at"])
         return assignment
@@ -67,9 +74,9 @@ def task_lease_next(*, annotator: AbstractBaseUser, project: Project, now: datet
 
 def _task_with_free_slot_lock(
     *, annotator: AbstractBaseUser, project: Project, now: datetime, statuses: list[str]
-) -> tuple[Task, Assignment | None] | None:
-    """The first open task, row-locked, with a slot still free under the lock, and the annotator's
-    own earlier assignment on it (an expired lease) if there is one.
+) -> tuple[Task, int | None] | None:
+    """The first open task, row-locked, with a slot still free under the lock, and the id of the
+    annotator's own earlier assignment on it (an expired lease) if there is one.
 
     Rows other requests are leasing are skipped first; only when that finds nothing does it wait
     for them (their transactions are short), since a skipped row may still have a free slot (k > 1)
@@ -79,29 +86,22 @@ def _task_with_free_slot_lock(
     for skip_locked in (True, False):
         full: list[int] = []
         for _ in range(LEASE_TRIES):
-            task = (
-                tasks_open_for(annotator=annotator, project=project, now=now, statuses=statuses)
-                .exclude(pk__in=full)
-                .select_related("caption")
-                .select_for_update(skip_locked=skip_locked, of=("self",))
-                .first()
+            task = task_open_lock(
+                annotator=annotator,
+                project=project,
+                now=now,
+                statuses=statuses,
+                passed_over=full,
+                skip_locked=skip_locked,
             )
             if task is None:
                 break
             task.project = project
-            assignments = task_assignments_live_or_own(task=task, annotator=annotator, now=now)
-            own = next((a for a in assignments if a.annotator_id == annotator.pk), None)
-            if sum(_holds_slot(a, now) for a in assignments) < project.overlap:
-                return task, own
+            slots = task_slots(task=task, annotator=annotator, now=now)
+            if slots.held < project.overlap:
+                return task, slots.own_assignment_id
             full.append(task.pk)
     return None
-
-
-def _holds_slot(assignment: Assignment, now: datetime) -> bool:
-    """`assignment_live_q` in Python, for rows already read under the task's lock."""
-    if assignment.status == Assignment.Status.SUBMITTED:
-        return True
-    return assignment.status == Assignment.Status.LEASED and assignment.expires_at > now
 
 
 def lease_renew(*, annotator: AbstractBaseUser, task: Task, now: datetime) -> Assignment:
