@@ -71,7 +71,7 @@ class AssignmentAdmin(admin.ModelAdmin):
 @admin.register(Correction)
 class CorrectionAdmin(admin.ModelAdmin):
     list_display = ["id", "annotator", "arm", "original_text", "corrected_text", "active_seconds", "submitted_at"]
-    list_filter = ["arm", "task__project", "annotator"]
+    list_filter = ["arm", "project", "annotator"]
     search_fields = ["corrected_text", "original_text", "annotator__username"]
     raw_id_fields = ["task", "assignment"]
     date_hierarchy = "submitted_at"

@@ -13,10 +13,12 @@ user tables are those of Django's default user model.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TypeVar
 
 from django.db import connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 
 M = TypeVar("M", bound=Model)
@@ -63,16 +65,35 @@ def model_from_row(model: type[M], columns: Sequence[str], row: Sequence) -> M:
     SQLite's dates and UUIDs), as in the ORM's own reads.
     """
     database = connections[connection.alias]  # once: every attribute read through `connection` looks it up
-    values = {}
-    for column, value in zip(columns, row, strict=True):
-        field = model._meta.get_field(column)
-        expression = field.get_col(model._meta.db_table)
-        for converter in [*database.ops.get_db_converters(expression), *field.get_db_converters(database)]:
+    loaded, readers = _row_reader(model, tuple(columns), database)
+    values = []
+    for index, expression, converters in readers:
+        value = row[index]
+        for converter in converters:
             value = converter(value, expression, database)
-        values[field.attname] = value
-    # `from_db` takes the values in the model's field order.
-    loaded = [field.attname for field in model._meta.concrete_fields if field.attname in values]
-    return model.from_db(database.alias, loaded, [values[name] for name in loaded])
+        values.append(value)
+    return model.from_db(database.alias, loaded, values)
+
+
+@functools.lru_cache(maxsize=256)
+def _row_reader(model: type[Model], columns: tuple[str, ...], database: BaseDatabaseWrapper) -> tuple[list, list]:
+    """How `model_from_row` reads `columns`: the attnames in the model's field order (as `from_db`
+    takes them) and, for each, its position in the row, its column expression and its converters.
+
+    Finding the converters costs more than applying them, and they depend only on the field and
+    the connection (one per thread: some converters are its methods), so they are found once per
+    statement shape and connection.
+    """
+    position = {column: index for index, column in enumerate(columns)}
+    loaded, readers = [], []
+    for field in model._meta.concrete_fields:
+        if field.attname not in position:
+            continue
+        expression = field.get_col(model._meta.db_table)
+        converters = [*database.ops.get_db_converters(expression), *field.get_db_converters(database)]
+        loaded.append(field.attname)
+        readers.append((position[field.attname], expression, converters))
+    return loaded, readers
 
 
 def row_insert(instance: Model) -> None:

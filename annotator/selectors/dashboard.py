@@ -134,7 +134,7 @@ def corrections_per_day(*, project: Project, now: datetime, days: int = CORRECTI
     today = timezone.localdate(now)
     first = today - timedelta(days=days - 1)
     counted = dict(
-        Correction.objects.filter(task__project=project, submitted_at__date__gte=first, submitted_at__date__lte=today)
+        Correction.objects.filter(project=project, submitted_at__date__gte=first, submitted_at__date__lte=today)
         .annotate(day=TruncDate("submitted_at"))
         .order_by()
         .values("day")
@@ -149,7 +149,7 @@ def annotator_throughput(*, project: Project) -> list[AnnotatorThroughput]:
 
     Per active hour rather than per wall-clock hour: an annotator who pauses for lunch is not slower.
     """
-    corrections = Correction.objects.filter(task__project=project).order_by()
+    corrections = Correction.objects.filter(project=project).order_by()
     totals = (
         corrections.values("annotator_id", "annotator__username")
         .annotate(n=Count("pk"), active=Sum("active_seconds"), last=Max("submitted_at"))

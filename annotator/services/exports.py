@@ -154,7 +154,7 @@ def corrections_for_export(*, project: Project, filters: ExportFilters) -> Query
         caption_id=OuterRef("task__caption_id"), created__lte=OuterRef("submitted_at")
     ).order_by("-created", "-id")
     corrections = (
-        Correction.objects.filter(task__project=project)
+        Correction.objects.filter(project=project)
         .select_related("task__caption__image")
         .defer("events")  # the client's event log can be long and no format carries it
         .annotate(reward_model_version=Subquery(detection_then.values("reward_model_version__name")[:1]))

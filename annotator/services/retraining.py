@@ -126,7 +126,7 @@ def training_enqueue(
         jobs_lost_fail(now=timezone.now())
         if (existing := training_job_in_flight(project=project, kind=job_kind)) is not None:
             return _training_existing(existing)
-        last_correction = Correction.objects.filter(task__project=project).aggregate(last=Max("pk"))["last"]
+        last_correction = Correction.objects.filter(project=project).aggregate(last=Max("pk"))["last"]
         payload = {**asdict(options), "last_correction_id": last_correction or 0}
         try:
             with transaction.atomic():
@@ -152,7 +152,7 @@ def _training_task(kind: str):
 
 
 def _training_check(*, project: Project, kind: str, options: TrainingOptions) -> None:
-    corrections = Correction.objects.filter(task__project=project).count()
+    corrections = Correction.objects.filter(project=project).count()
     needed = settings.TLDR_TRAIN_MIN_CORRECTIONS
     too_few = (
         f"project “{project.name}” has {corrections} correction{'' if corrections == 1 else 's'}; "
@@ -202,7 +202,7 @@ def reward_retrain_due_enqueue(*, now: datetime) -> list[Job]:
     for project in Project.objects.order_by("pk"):
         last = training_job_last(project=project, kind=Job.Kind.REWARD_TRAIN)
         seen = last.payload.get("last_correction_id", 0) if last else 0
-        if Correction.objects.filter(task__project=project, pk__gt=seen).count() < wanted:
+        if Correction.objects.filter(project=project, pk__gt=seen).count() < wanted:
             continue
         try:
             start = training_enqueue(project=project, kind=REWARD, options=TrainingOptions())
@@ -295,7 +295,7 @@ def correction_samples(*, project: Project, through_id: int | None) -> list[Corr
     from reward.retrain import CorrectionSample
     from shapeworld.scene import scene_from_dict
 
-    corrections = Correction.objects.filter(task__project=project).select_related("task__caption__image")
+    corrections = Correction.objects.filter(project=project).select_related("task__caption__image")
     if through_id:
         corrections = corrections.filter(pk__lte=through_id)
     pixels: dict[int, object] = {}
