@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
@@ -17,9 +19,49 @@ import torch
 T = TypeVar("T")
 
 
+# How long the consumer waits for an item before it checks that the producer is still alive.
+_POLL_S = 1.0
+
+
+class BackgroundError(RuntimeError):
+    """The background process failed or died; raised where its items are consumed."""
+
+
+@dataclass(frozen=True)
+class _Failure:
+    message: str
+
+
+class _Done:
+    """Sent after the last item of a finite stream."""
+
+
 def _produce(make: Callable[..., Iterator[T]], args: tuple, ready: multiprocessing.Queue) -> None:
-    for item in make(*args):
-        ready.put(item)
+    try:
+        for item in make(*args):
+            ready.put(item)
+    except BaseException as error:
+        ready.put(_Failure(f"{type(error).__name__}: {error}"))
+        raise  # and its traceback goes to this process's stderr
+    ready.put(_Done())
+
+
+def _consume(ready: multiprocessing.Queue, producer: multiprocessing.process.BaseProcess) -> Iterator[T]:
+    """The producer's items until it is done; its failure or death raises here instead of a wait forever."""
+    while True:
+        try:
+            item = ready.get(timeout=_POLL_S)
+        except queue.Empty:
+            if not producer.is_alive():
+                raise BackgroundError(
+                    f"the background data process died (exit code {producer.exitcode}): out of memory, or killed"
+                ) from None
+            continue
+        if isinstance(item, _Failure):
+            raise BackgroundError(f"the background data process failed: {item.message}")
+        if isinstance(item, _Done):
+            return
+        yield item
 
 
 @contextmanager
@@ -28,7 +70,8 @@ def background_iterate(make: Callable[..., Iterator[T]], *args: object, enabled:
 
     The items are exactly those `make(*args)` yields here, so a seeded stream stays reproducible.
     Where no process may be started (a daemonic worker, say) or `enabled` is off, the items are made
-    in this process instead: slower, same data. `make` must be a module-level function.
+    in this process instead: slower, same data. `make` must be a module-level function. If it raises,
+    or the process dies, the consumer gets a `BackgroundError` saying so at its next item.
     """
     if not enabled:
         yield make(*args)
@@ -43,7 +86,7 @@ def background_iterate(make: Callable[..., Iterator[T]], *args: object, enabled:
         yield make(*args)
         return
     try:
-        yield iter(ready.get, None)
+        yield _consume(ready, producer)
     finally:
         producer.terminate()
         producer.join(timeout=5)
