@@ -14,7 +14,9 @@ Reported per run: the sampled captions' mean reward over the first and the last 
 rollouts (on the judge's Eq. 8 scale), the KL to the reference, the caption length, and the trained
 captioner's exact H_T, H_R, content-word rate and object recall on held-out scenes (greedy captions,
 as the app writes them), beside the starting captioner's. If even the exact judge barely moves the
-held-out rates, the budget, not TLDR, is what limits the loop on this machine.
+held-out rates, the budget, not TLDR, is what limits the loop on this machine. `--judges`,
+`--samples-per-image` and `--set lr=… --set kl_coef=…` (PpoConfig fields) run a part of the grid
+or other settings.
 Writes bench/results/ppo_diagnosis.json.
 """
 
@@ -64,7 +66,7 @@ def run_one(*, judge: str, samples_per_image: int, args: argparse.Namespace, dat
     from training.ppo import PpoConfig, ppo_train
     from training.rewards import PROBABILITY_BASELINES, ShapingConfig, judged_token_rewards
 
-    ppo = PpoConfig(samples_per_image=samples_per_image)
+    ppo = PpoConfig(**{**args.ppo_overrides, "samples_per_image": samples_per_image})
     if judge == "tldr":
         pairs = [CaptionPair(*row) for row in zip(data["images"], data["captions"], data["corrected"], strict=True)]
         return policy_train(
@@ -93,7 +95,13 @@ def main() -> None:
     parser.add_argument("--models-dir", type=Path, default=ROOT / "var/models")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "var/ppo_diagnosis")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/ppo_diagnosis.json")
+    parser.add_argument("--judges", default=",".join(JUDGES), help="comma-separated: tldr, parser")
+    parser.add_argument("--samples-per-image", default=",".join(map(str, SAMPLES_PER_IMAGE)), help="comma-separated")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a PpoConfig field, e.g. lr=1e-3 kl_coef=0.02"
+    )
     args = parser.parse_args()
+    args.ppo_overrides = {key: json.loads(value) for key, _, value in (item.partition("=") for item in args.set)}
 
     from reward.bootstrap import CAPTIONER, BootstrapConfig, models_bootstrap
     from reward.evaluate import held_out_scenes
@@ -115,8 +123,8 @@ def main() -> None:
         return {key: report["exact"][key] for key in CAPTIONER_RATES} | {"words": report["mean_caption_words"]}
 
     results = {"start": exact(args.models_dir / CAPTIONER), "runs": []}
-    for judge in JUDGES:
-        for samples_per_image in SAMPLES_PER_IMAGE:
+    for judge in args.judges.split(","):
+        for samples_per_image in map(int, args.samples_per_image.split(",")):
             out = args.work_dir / f"{judge}-{samples_per_image}"
             clock = time.monotonic()
             stats = run_one(judge=judge, samples_per_image=samples_per_image, args=args, data=data, out=out)
@@ -147,6 +155,7 @@ def vars_of(args: argparse.Namespace) -> dict:
         "eval_scenes": args.eval_scenes,
         "rollout_captions": 32,
         "seed": SEED,
+        "ppo_overrides": args.ppo_overrides,
     }
 
 

@@ -119,16 +119,28 @@ def reward_train(
     }
 
 
-def synthetic_pools(seed: int, world: WorldConfig, size: int) -> Iterator[list[LabelledCaption]]:
-    """Endless shuffled pools of at least `size` true captions and hard negatives; the seed decides all."""
+def synthetic_pools(
+    seed: int, world: WorldConfig, size: int, scenes_together: bool = False
+) -> Iterator[list[LabelledCaption]]:
+    """Endless shuffled pools of at least `size` true captions and hard negatives; the seed decides all.
+
+    `scenes_together` shuffles whole scenes instead of captions, so a scene's true caption and its
+    negatives sit side by side and mostly land in the same batch: the two differ only in the changed
+    words, on the same image, which leaves the image as the only way to tell them apart.
+    """
     rng = random.Random(seed)
     stream = shapeworld_stream(rng, world)
     while True:
-        pool: list[LabelledCaption] = []
-        while len(pool) < size:
-            pool.extend(next(stream)[2])
-        rng.shuffle(pool)
-        yield pool
+        scenes: list[list[LabelledCaption]] = []
+        while sum(map(len, scenes)) < size:
+            scenes.append(next(stream)[2])
+        if scenes_together:
+            rng.shuffle(scenes)
+            yield [example for scene in scenes for example in scene]
+        else:
+            pool = [example for scene in scenes for example in scene]
+            rng.shuffle(pool)
+            yield pool
 
 
 def shapeworld_batches(
@@ -140,6 +152,7 @@ def shapeworld_batches(
     own_share: float = 0.4,
     own_chunk: int = 256,
     data_process: bool = True,
+    scenes_together: bool = False,
 ) -> Iterator[list[LabelledCaption]]:
     """Endless shuffled batches: true captions, hard negatives and (with a captioner) its own captions.
 
@@ -148,13 +161,15 @@ def shapeworld_batches(
     the real errors of the policy the reward model will judge. Half a chunk is greedy, the captions the
     app will actually show; half is sampled at temperature 1, for the variety of errors. The synthetic
     examples are made by a background process (`data_process`), which roughly doubles the steps a
-    CPU fits into a budget; closing the generator stops that process.
+    CPU fits into a budget; closing the generator stops that process. `scenes_together`: see
+    `synthetic_pools` (bench/reward_variants.py measures it; off by default).
     """
     own_wanted = round(own_share * batch_size) if captioner is not None else 0
     size = batch_size - own_wanted
     own: list[LabelledCaption] = []
     synthetic: list[LabelledCaption] = []
-    with background_iterate(synthetic_pools, rng.randrange(2**31), world, size * 8, enabled=data_process) as pools:
+    seed = rng.randrange(2**31)
+    with background_iterate(synthetic_pools, seed, world, size * 8, scenes_together, enabled=data_process) as pools:
         while True:
             if len(synthetic) < size:
                 synthetic.extend(next(pools))

@@ -1,0 +1,115 @@
+"""Does TLDR look at the image? Reward-model training variants on the built-in captioner, compared.
+
+    python bench/reward_variants.py --name default
+    python bench/reward_variants.py --name scenes-together --scenes-together --own-share 0 --bad-weight 4
+
+Trains a reward model on the built-in captioner (var/models, bootstrapped if missing) for a fixed
+number of steps (so runs compare whatever else the machine is doing), with the bootstrap's data
+stream and settings except what the options change, then reports mAP(neg) on held-out
+perturbations, overall and per category, and on the captioner's own greedy captions. Beside them,
+the image test: one true caption scored against every held-out image, the spread (standard
+deviation over images) of each word kind's p_bad; a model that reads word-type priors and not the
+image gives every image the same scores. Each run is appended to bench/results/reward_variants.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+from contextlib import closing
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.machine import run_info  # noqa: E402
+
+OUT = ROOT / "bench/results/reward_variants.json"
+
+
+def image_spread(model, processor, held_out, caption_count: int = 20) -> dict[str, float]:
+    """Mean over captions of the std over images of each word kind's p_bad, for true captions of held-out scenes."""
+    from reward.detect import token_scores
+    from shapeworld.grammar import caption_words, caption_write
+    from shapeworld.parser import word_kind
+
+    spreads: dict[str, list[float]] = {}
+    for scene in held_out.scenes[:caption_count]:
+        caption = caption_write(scene)
+        kind_at = {start: word_kind(word) for word, start, _ in caption_words(caption)}
+        scored = token_scores(model, processor, held_out.images, [caption] * len(held_out.images), batch_size=64)
+        for position, (start, _) in enumerate(scored[0][0]):
+            kind = kind_at.get(start)
+            if kind in (None, "function", "unknown"):
+                continue
+            spreads.setdefault(kind, []).append(statistics.pstdev(p_bad[position] for _, p_bad in scored))
+    return {kind: round(statistics.mean(values), 4) for kind, values in sorted(spreads.items())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--name", required=True, help="what the run is called in the results")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--own-share", type=float, default=0.3)
+    parser.add_argument("--bad-weight", type=float, default=1.0)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--scenes-together", action="store_true", help="true caption and negatives together")
+    parser.add_argument("--eval-scenes", type=int, default=200)
+    parser.add_argument("--models-dir", type=Path, default=ROOT / "var/models")
+    args = parser.parse_args()
+
+    from reward.bootstrap import CAPTIONER, BootstrapConfig, models_bootstrap
+    from reward.evaluate import held_out_scenes, own_caption_set, perturbation_set, reward_evaluate
+    from reward.model import RewardConfig, TokenRewardModel
+    from reward.train import TrainConfig, reward_train, shapeworld_batches
+    from reward.vlm import vlm_load
+    from shapeworld.background import torch_threads, training_threads
+    from shapeworld.scene import WorldConfig
+
+    models_bootstrap(args.models_dir, BootstrapConfig())
+    captioner_dir = args.models_dir / CAPTIONER
+    vlm, processor = vlm_load(str(captioner_dir))
+    config = RewardConfig(lora_dropout=0.0, bad_weight=args.bad_weight)
+    model = TokenRewardModel.build(vlm, config, base_model=str(captioner_dir))
+    captioner = vlm_load(str(captioner_dir))
+    batches = shapeworld_batches(
+        random.Random(0),
+        WorldConfig(),
+        batch_size=32,
+        captioner=captioner,
+        own_share=args.own_share,
+        scenes_together=args.scenes_together,
+    )
+    with closing(batches), torch_threads(training_threads(None, data_process=True)):
+        stats = reward_train(model, processor, batches, TrainConfig(minutes=None, max_steps=args.steps, lr=args.lr))
+    held_out = held_out_scenes(args.eval_scenes)
+    perturbations = reward_evaluate(model, processor, perturbation_set(held_out))
+    own, _ = own_caption_set(held_out, *captioner)
+    own_report = reward_evaluate(model, processor, own)
+    info = run_info()
+    run = {
+        "name": args.name,
+        "command": info["command"],
+        "settings": {key: value for key, value in vars(args).items() if key not in ("name", "models_dir")},
+        "training": {key: stats[key] for key in ("steps", "seconds", "final_loss")},
+        "perturbations_mAP_neg": round(perturbations["overall"]["mAP_neg"], 4),
+        "perturbations_by_category_mAP_neg": {
+            category: round(report["mAP_neg"], 4)
+            for category, report in perturbations["by_category"].items()
+            if category != "true"
+        },
+        "own_captions_mAP_neg": round(own_report["overall"]["mAP_neg"], 4),
+        "p_bad_spread_over_images": image_spread(model, processor, held_out),
+    }
+    print(json.dumps(run), flush=True)
+    results = json.loads(OUT.read_text()) if OUT.is_file() else {"runs": []}
+    results["machine"] = info["machine"]
+    results["runs"].append(run)
+    OUT.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
