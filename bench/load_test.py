@@ -1,13 +1,16 @@
 """Load test of the task API: simulated annotators against gunicorn + PostgreSQL.
 
     python bench/load_test.py [--levels 1,8,32] [--duration 20] [--database-url postgres://…/tldr_bench]
+    python bench/load_test.py --levels 32 --think-ms 200 --out bench/results/load_test_paced.json
 
 Creates a fresh PostgreSQL database (dropped first if it exists), migrates it, and seeds one project
 per concurrency level (overlap 2) with ready tasks (caption, detection and image rows bulk-created;
 no model runs) and as many annotators with API tokens as the level has. It then starts gunicorn with
 production settings (`DJANGO_ENV=production`, DEBUG off, a random secret key, `config/gunicorn.py`)
 and, per level, runs that many simulated annotators for `--duration` seconds, each in a closed loop
-with no think time: POST next task → POST a correction with one word changed → repeat, over a
+with no think time (`--think-ms T`: each looks at a task for an exponential time of mean T before it
+submits, which sets the load they offer): POST next task → POST a correction with one word changed →
+repeat, over a
 keep-alive connection (the stdlib's `http.client`: the cheapest client there is, and the client's
 CPU is part of the measurement). Requests carry `X-Forwarded-Proto: https`, as from the TLS proxy
 production sits behind.
@@ -76,8 +79,14 @@ def one_word_changed(text: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
-def annotator_run(*, port: int, project_id: int, user_id: int, token: str, start_at: float, deadline: float) -> dict:
-    """Next task → correction → next, until `deadline` (epoch seconds); returns the annotator's log."""
+def annotator_run(
+    *, port: int, project_id: int, user_id: int, token: str, start_at: float, deadline: float, think_ms: float
+) -> dict:
+    """Next task → correction → next, until `deadline` (epoch seconds); returns the annotator's log.
+
+    With `think_ms`, the annotator looks at each task for a random time (exponential, that mean)
+    before it submits, as a person fixing the caption does.
+    """
     log = AnnotatorLog(user_id=user_id)
     rng = random.Random(user_id)
     headers = {
@@ -113,6 +122,8 @@ def annotator_run(*, port: int, project_id: int, user_id: int, token: str, start
             continue
         task = json.loads(payload)["task"]
         log.served.append(task["id"])
+        if think_ms:
+            time.sleep(min(rng.expovariate(1000.0 / think_ms), max(0.0, deadline - time.time())))
         now_ms = int(time.time() * 1000)
         correction = {
             "corrected_text": one_word_changed(task["caption"]["text"], rng),
@@ -419,10 +430,17 @@ def level_run(
     server_pid: int,
     duration: float,
     processes: int,
+    think_ms: float = 0.0,
 ) -> tuple[dict, list[dict]]:
     """Run `level` simulated annotators for `duration` s; their aggregated numbers and raw logs."""
     start_at = time.time() + 1.0 + 0.3 * processes  # time for the client processes to start
-    shared = {"port": port, "project_id": project_id, "start_at": start_at, "deadline": start_at + duration}
+    shared = {
+        "port": port,
+        "project_id": project_id,
+        "start_at": start_at,
+        "deadline": start_at + duration,
+        "think_ms": think_ms,
+    }
     n_processes = min(processes, level)
     jobs = [{"shared": shared, "annotators": annotators[i::n_processes]} for i in range(n_processes)]
     with get_context("spawn").Pool(n_processes) as pool:
@@ -468,6 +486,12 @@ def main() -> None:
     parser.add_argument("--client-processes", type=int, default=2, help="processes the annotator threads run in")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/tldr_bench")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/load_test.json")
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="mean time an annotator looks at a task before submitting (exponential); 0: a closed loop",
+    )
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",")]
 
@@ -524,6 +548,7 @@ def main() -> None:
                 server_pid=server.pid,
                 duration=args.duration,
                 processes=args.client_processes,
+                think_ms=args.think_ms,
             )
             result["duplicates"] = {**duplicates_in_database(project_id), **duplicates_in_client_logs(logs)}
             connections.close_all()
@@ -540,6 +565,7 @@ def main() -> None:
     from bench.machine import run_info
 
     gunicorn_config = runpy.run_path(str(ROOT / "config/gunicorn.py"))
+    think = f"{args.think_ms:g} ms mean think time before each submit" if args.think_ms else "no think time"
     report = {
         "run": run_info(),
         "server": {
@@ -553,7 +579,7 @@ def main() -> None:
         "workload": {
             "tasks_per_level": args.tasks,
             "overlap": OVERLAP,
-            "loop": "POST next task, POST a correction with one word changed, repeat; no think time",
+            "loop": "POST next task, POST a correction with one word changed, repeat; " + think,
             "client": "http.client keep-alive, one thread per annotator",
         },
         "note": (
