@@ -6,9 +6,10 @@ cores (one GIL each: two per core keep both busy); threads keep a process busy w
 requests wait on the database. On a 2-core machine with 32 annotators in a closed loop (short runs
 of bench/load_test.py): 4 sync workers did 38 corrections/s, 8 sync workers 37/s (CPU a third
 idle: every request waits out its commit alone), 2 workers x 8 threads 59/s, 4 workers x 4 threads
-70/s (all measured before the task API's hot path was hand-written SQL; the order of the
-configurations is what chose the default). Each thread holds one persistent database connection (CONN_MAX_AGE), so PostgreSQL sees
-workers x threads connections: 16 by default on 2 cores, well inside its default 100.
+70/s. With the hand-written hot path since: 4 x 4 142/s, 2 x 8 138/s, 3 x 6 119/s, 6 x 4 110/s
+(15 s runs, about as far apart as two runs of one configuration). Each thread holds one persistent
+database connection (CONN_MAX_AGE), so PostgreSQL sees workers x threads connections: 16 by default
+on 2 cores, well inside its default 100.
 
 `WEB_CONCURRENCY` (workers) and `GUNICORN_THREADS` override the defaults; `GUNICORN_BIND` the address.
 """
