@@ -178,6 +178,10 @@ TLDR_REWARD_TRAIN_MINUTES = env.float("TLDR_REWARD_TRAIN_MINUTES", default=10.0)
 # Passes over a project's corrections at most, whatever the minutes: more overfits a few hundred of them.
 TLDR_REWARD_TRAIN_EPOCHS = env.float("TLDR_REWARD_TRAIN_EPOCHS", default=3.0)
 TLDR_POLICY_TRAIN_MINUTES = env.float("TLDR_POLICY_TRAIN_MINUTES", default=30.0)
+# The most images a captioner training job trains on (a new sample per job) and is judged on (the
+# held-out images first in hash order): it holds them decoded in memory.
+TLDR_POLICY_TRAIN_IMAGES = env.int("TLDR_POLICY_TRAIN_IMAGES", default=2000)
+TLDR_POLICY_EVAL_IMAGES = env.int("TLDR_POLICY_EVAL_IMAGES", default=300)
 # The vision-encoder verifier that method ppo_verifier rewards the captioner with (a folder, relative
 # to TLDR_MODELS_DIR or absolute); that method is refused while it is unset.
 TLDR_VERIFIER_DIR = env.str("TLDR_VERIFIER_DIR", default="")

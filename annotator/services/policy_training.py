@@ -40,8 +40,14 @@ def captioner_train(*, job: Job, control: JobControl) -> ModelVersion:
     Images are split by a hash of their id: about a fifth (at least three) never train and judge both
     captioners; corrections of those images are left out of training too. The active captioner is
     judged first, so a missing model folder fails the job before any training is spent.
+
+    A job reads at most TLDR_POLICY_EVAL_IMAGES of the held-out images (the same ones every time:
+    the first in hash order) and TLDR_POLICY_TRAIN_IMAGES of the others (a sample of its own per
+    job, so successive jobs see different images): training holds its images decoded in memory, and
+    a project of a hundred thousand photos would not fit, nor would evaluating on a fifth of it end
+    in reasonable time.
     """
-    from reward.retrain import keys_held_out
+    from reward.retrain import keys_held_out, slice_position
     from shapeworld.scene import scene_from_dict
     from training.evaluate import policy_evaluate, policy_gate
     from training.loop import CaptionPair, PolicyTrainConfig, policy_train
@@ -52,16 +58,18 @@ def captioner_train(*, job: Job, control: JobControl) -> ModelVersion:
     reward = model_version_active_or_none(kind=ModelVersion.Kind.REWARD)
     reward_dir = model_folder_check(model_version=reward) if reward is not None else None
 
-    images = list(job.project.images.order_by("pk"))
-    judging = frozenset(
-        keys_held_out(
-            [image.pk for image in images], share=HELD_OUT_SHARE, minimum=MIN_HELD_OUT_IMAGES, salt="tldr-images"
-        )
+    image_ids = list(job.project.images.values_list("pk", flat=True))
+    judging = keys_held_out(image_ids, share=HELD_OUT_SHARE, minimum=MIN_HELD_OUT_IMAGES, salt="tldr-images")
+    held_out_ids = sorted(judging[: settings.TLDR_POLICY_EVAL_IMAGES])
+    held_out_all = set(judging)
+    others = sorted(
+        (pk for pk in image_ids if pk not in held_out_all),
+        key=lambda pk: slice_position(pk, salt=f"tldr-policy-job-{job.pk}"),
     )
+    training_ids = sorted(others[: settings.TLDR_POLICY_TRAIN_IMAGES])
+    images = list(job.project.images.filter(pk__in=[*training_ids, *held_out_ids]))
     pixels = {image.pk: image_pixels(image) for image in images}
     scenes = {image.pk: scene_from_dict(image.scene) if image.scene else None for image in images}
-    training_ids = [image.pk for image in images if image.pk not in judging]
-    held_out_ids = [image.pk for image in images if image.pk in judging]
     corrections = Correction.objects.filter(task__caption__image_id__in=training_ids).select_related("task__caption")
     if through := job.payload.get("last_correction_id"):
         corrections = corrections.filter(pk__lte=through)

@@ -550,6 +550,25 @@ def test_a_captioner_with_lower_exact_hallucination_is_promoted(
     assert job.loss == 0.25
 
 
+def test_a_job_reads_a_bounded_sample_of_a_large_projects_images(
+    active_models, project, annotator, stand_in_training, settings
+):
+    calls, rates = stand_in_training
+    rates["active"], rates["candidate"] = _exact(0.30, 0.80), _exact(0.30, 0.80)
+    settings.TLDR_POLICY_TRAIN_IMAGES, settings.TLDR_POLICY_EVAL_IMAGES = 4, 3
+    corrections_plant(project, annotator, 16)
+    trained, judged = [], []
+    for _ in range(2):
+        job = run_policy(training_enqueue(project=project, kind="policy", options=TrainingOptions(max_steps=1)).job)
+        assert job.status == Job.Status.SUCCEEDED, job.message
+        assert job.metrics["images"] == {"train": 4, "held_out": 3}
+        trained.append({repr(scene) for scene in calls["train"]["scenes"]})
+        judged.append({repr(scene) for scene in calls["evaluate"][-1]["scenes"]})
+    assert judged[0] == judged[1]  # the same held-out images judge every job
+    assert trained[0] != trained[1]  # each job trains on a sample of its own
+    assert not (trained[0] | trained[1]) & judged[0]
+
+
 def test_a_captioner_that_drops_objects_stays_a_candidate(active_models, project, annotator, stand_in_training):
     _, rates = stand_in_training
     rates["active"] = _exact(0.30, 0.80)
