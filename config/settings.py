@@ -177,6 +177,8 @@ TLDR_TRAIN_EVAL_SECONDS = env.int("TLDR_TRAIN_EVAL_SECONDS", default=10 * 60)
 TLDR_REWARD_TRAIN_MINUTES = env.float("TLDR_REWARD_TRAIN_MINUTES", default=10.0)
 # Passes over a project's corrections at most, whatever the minutes: more overfits a few hundred of them.
 TLDR_REWARD_TRAIN_EPOCHS = env.float("TLDR_REWARD_TRAIN_EPOCHS", default=3.0)
+# The most corrections a TLDR retraining reads, the newest (it holds their images decoded in memory).
+TLDR_REWARD_TRAIN_CORRECTIONS = env.int("TLDR_REWARD_TRAIN_CORRECTIONS", default=5000)
 TLDR_POLICY_TRAIN_MINUTES = env.float("TLDR_POLICY_TRAIN_MINUTES", default=30.0)
 # The most images a captioner training job trains on (a new sample per job) and is judged on (the
 # held-out images first in hash order): it holds them decoded in memory.

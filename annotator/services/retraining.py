@@ -291,13 +291,22 @@ def reward_retrain(*, job: Job, control: JobControl) -> ModelVersion:
 
 
 def correction_samples(*, project: Project, through_id: int | None) -> list[CorrectionSample]:
-    """The project's corrections (up to `through_id`) as training data, each image read once."""
+    """The project's latest TLDR_REWARD_TRAIN_CORRECTIONS corrections (up to `through_id`) as training
+    data, oldest first, each image read once.
+
+    Training holds their images decoded in memory, so a job reads a bounded window, the newest: they
+    judge the captioner as it is now, and a retraining continues from a model that learnt the older
+    ones. Which corrections are held out stays a matter of each one's hash (`corrections_split`).
+    """
     from reward.retrain import CorrectionSample
     from shapeworld.scene import scene_from_dict
 
     corrections = Correction.objects.filter(project=project).select_related("task__caption__image")
     if through_id:
         corrections = corrections.filter(pk__lte=through_id)
+    size = settings.TLDR_REWARD_TRAIN_CORRECTIONS
+    if oldest := corrections.order_by("-pk").values_list("pk", flat=True)[size - 1 : size].first():
+        corrections = corrections.filter(pk__gte=oldest)
     pixels: dict[int, object] = {}
     scenes: dict[int, object] = {}
     samples = []

@@ -25,6 +25,7 @@ from annotator.services.policy_training import policy_train_job_run
 from annotator.services.retraining import (
     TrainingOptions,
     TrainingRefused,
+    correction_samples,
     reward_retrain_due_enqueue,
     reward_retrain_job_run,
     training_enqueue,
@@ -204,6 +205,15 @@ def test_a_failure_in_training_leaves_no_folder_and_no_version(
 
 
 # ----------------------------------------------------------------------------- triggers
+
+
+def test_a_retraining_reads_the_newest_corrections_up_to_its_window(project, annotator, settings):
+    planted = sorted(c.pk for c in corrections_plant(project, annotator, 6))
+    settings.TLDR_REWARD_TRAIN_CORRECTIONS = 4
+    assert [s.key for s in correction_samples(project=project, through_id=None)] == planted[2:]
+    assert [s.key for s in correction_samples(project=project, through_id=planted[4])] == planted[1:5]
+    settings.TLDR_REWARD_TRAIN_CORRECTIONS = 10
+    assert [s.key for s in correction_samples(project=project, through_id=None)] == planted
 
 
 def test_too_few_corrections_is_refused_with_the_numbers_and_nothing_is_queued(
