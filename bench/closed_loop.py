@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import shutil
 import sys
 import time
@@ -51,12 +50,10 @@ CAPTIONER_RATES = ("content_word_hallucination_rate", "H_T", "H_S", "H_R", "obje
 
 
 def round_scenes(round_number: int, n: int) -> tuple[list, list]:
-    from shapeworld.render import scene_render
-    from shapeworld.scene import WorldConfig, scene_sample
+    """The `n` new images of a round (scenes and images), the same in every run."""
+    from shapeworld.render import scenes_drawn
 
-    rng, world = random.Random(ROUND_SEED + round_number), WorldConfig()
-    scenes = [scene_sample(rng, world) for _ in range(n)]
-    return scenes, [scene_render(scene, world.image_size) for scene in scenes]
+    return scenes_drawn(n, ROUND_SEED + round_number)
 
 
 def captioner_judge(captioner_dir: Path, reward_dir: Path, held_out) -> dict:

@@ -24,8 +24,8 @@ from reward.vlm import CAPTION_PROMPT, captions_generate
 from shapeworld.grammar import caption_write
 from shapeworld.parser import caption_label
 from shapeworld.perturb import CATEGORIES, caption_perturb
-from shapeworld.render import scene_render
-from shapeworld.scene import Scene, WorldConfig, scene_sample
+from shapeworld.render import scenes_drawn
+from shapeworld.scene import Scene, WorldConfig
 
 # Evaluation scenes come from this seed, validation scenes (threshold calibration) from the next one;
 # training streams draw from their own generator seeded with small numbers.
@@ -41,10 +41,7 @@ class HeldOutScenes:
 
 def held_out_scenes(n: int, *, seed: int = HELD_OUT_SEED, world: WorldConfig | None = None) -> HeldOutScenes:
     """`n` scenes and their images that no training stream draws (a seed of their own)."""
-    world = world or WorldConfig()
-    rng = random.Random(seed)
-    scenes = [scene_sample(rng, world) for _ in range(n)]
-    return HeldOutScenes(scenes, [scene_render(s, world.image_size) for s in scenes])
+    return HeldOutScenes(*scenes_drawn(n, seed, world))
 
 
 def perturbation_set(held_out: HeldOutScenes, *, seed: int = HELD_OUT_SEED) -> list[LabelledCaption]:

@@ -7,10 +7,11 @@ result is still a pure function of the scene.
 from __future__ import annotations
 
 import math
+import random
 
 from PIL import Image, ImageDraw, ImageFont
 
-from shapeworld.scene import RADIUS, ObjectGroup, Scene
+from shapeworld.scene import RADIUS, ObjectGroup, Scene, WorldConfig, scene_sample
 
 BACKGROUND = (18, 18, 26)
 RGB = {
@@ -38,6 +39,14 @@ def scene_render(scene: Scene, size: int = 64) -> Image.Image:
             if group.letter is not None:
                 _letter_draw(draw, group, (x * side, y * side), radius)
     return canvas.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def scenes_drawn(n: int, seed: int, world: WorldConfig | None = None) -> tuple[list[Scene], list[Image.Image]]:
+    """`n` scenes sampled from `seed` and their images: the same seed always gives the same set."""
+    world = world or WorldConfig()
+    rng = random.Random(seed)
+    scenes = [scene_sample(rng, world) for _ in range(n)]
+    return scenes, [scene_render(scene, world.image_size) for scene in scenes]
 
 
 def _shape_draw(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 from pathlib import Path
 
@@ -43,13 +42,9 @@ def _reward_model(args: argparse.Namespace, *, required: bool) -> Path | None:
 
 def training_scenes(n: int, seed: int) -> tuple[list, list]:
     """`n` fresh shapeworld scenes and their images, from the training seed range."""
-    from shapeworld.render import scene_render
-    from shapeworld.scene import WorldConfig, scene_sample
+    from shapeworld.render import scenes_drawn
 
-    world = WorldConfig()
-    rng = random.Random(TRAINING_SCENE_SEED + seed)
-    scenes = [scene_sample(rng, world) for _ in range(n)]
-    return scenes, [scene_render(scene, world.image_size) for scene in scenes]
+    return scenes_drawn(n, TRAINING_SCENE_SEED + seed)
 
 
 def _config(args: argparse.Namespace, method: str):

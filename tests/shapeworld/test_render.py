@@ -2,7 +2,7 @@ import random
 
 import numpy as np
 
-from shapeworld.render import BACKGROUND, RGB, scene_render
+from shapeworld.render import BACKGROUND, RGB, scene_render, scenes_drawn
 from shapeworld.scene import SHAPES, ObjectGroup, Scene, scene_sample
 
 
@@ -43,3 +43,11 @@ def test_a_letter_changes_the_pixels_of_its_object():
     marked = np.asarray(scene_render(_single(letter="K"))).astype(int)
     other = np.asarray(scene_render(_single(letter="T"))).astype(int)
     assert np.abs(plain - marked).sum() > 0 and np.abs(marked - other).sum() > 0
+
+
+def test_scenes_drawn_from_one_seed_are_always_the_same_set():
+    scenes, images = scenes_drawn(4, seed=11)
+    again, again_images = scenes_drawn(4, seed=11)
+    assert scenes == again and [i.tobytes() for i in images] == [i.tobytes() for i in again_images]
+    assert scenes_drawn(4, seed=12)[0] != scenes
+    assert images[0].tobytes() == scene_render(scenes[0]).tobytes()
