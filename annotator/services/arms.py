@@ -15,22 +15,13 @@ import random
 
 from django.contrib.auth.models import AbstractBaseUser
 
-from annotator.models import Assignment, Project
+from annotator.models import Project
 
 
-def arm_draw(*, annotator: AbstractBaseUser, project: Project, served: int | None = None) -> str:
-    """The arm of the annotator's next new task in `project`.
-
-    `served` is the annotator's count of assignments in the project, skipped ones not counted; a
-    caller that has read it already (`task_lease_next`, with the annotator's current lease) passes it.
-    """
+def arm_draw(*, annotator: AbstractBaseUser, project: Project, served: int) -> str:
+    """The arm of the annotator's next new task in `project`, whose tasks it was `served` so far
+    (skipped ones not counted; `lease_place` reads that count with the annotator's current lease)."""
     block = [arm for arm, weight in project.arm_weights.items() for _ in range(weight)]
-    if served is None:
-        served = (
-            Assignment.objects.filter(annotator=annotator, task__project=project)
-            .exclude(status=Assignment.Status.SKIPPED)
-            .count()
-        )
     block_number, position = divmod(served, len(block))
     random.Random(f"arm:{project.pk}:{annotator.pk}:{block_number}").shuffle(block)
     return block[position]

@@ -123,7 +123,7 @@ def test_arms_follow_the_project_ratio_in_every_block_per_annotator(now):
 
 def test_a_skipped_task_does_not_use_up_its_arm(annotator, project, now):
     TaskFactory.create_batch(2, project=project)
-    expected = arm_draw(annotator=annotator, project=project)
+    expected = arm_draw(annotator=annotator, project=project, served=0)  # its first task
     first = task_lease_next(annotator=annotator, project=project, now=now)
     task_skip(annotator=annotator, task=first.task)
     second = task_lease_next(annotator=annotator, project=project, now=now)
