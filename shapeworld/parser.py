@@ -7,10 +7,14 @@ any phrasing, and stays honest on broken text:
 2. Noun phrases are chunked: an optional determiner (a, an, the, no), then count, size and colour
    words, then a shape noun. A letter word attaches to the nearest phrase before it in its
    sentence; "has no letter" attaches to the phrase before it too.
-3. Each phrase is matched to the group it fits best, comparing in this order: shape, then how
-   many colour words agree, then size words, then the letter claim, then the count claim. The
-   shape noun decides what a phrase is about: "a small red star" where there is a small blue
-   star and a small red circle is about the star, so "red" is the hallucinated word.
+3. Each phrase is matched to the group with which the most of its words agree (shape, colour
+   and size words, letter and count claims): the reading under which the fewest words are wrong,
+   which is what a person fixing the caption changes. "a large red triangle" where there is a
+   large red square and a small blue triangle is about the square, so only "triangle" is wrong,
+   as in a one-word correction; reading it by its noun would call "large", "red" and any relation
+   it stands in wrong as well. On a tie the shape noun decides, then colour, size, letter and
+   count: "a small red star" where there is a small blue star and a small red circle is about
+   the star, so "red" is the hallucinated word.
 4. Each content word is then true iff it agrees with the matched group:
    - size, colour: equal to the group's;
    - a number word ("two"): equal to the group's count;
@@ -246,13 +250,15 @@ def phrase_matches(scene: Scene, parse: CaptionParse) -> list[list[ObjectGroup]]
 
 
 def _fit(phrase: NounPhrase, group: ObjectGroup, letters: list[str | None]) -> tuple[int, ...]:
-    return (
+    """How well a phrase fits a group: words that agree in all, then each kind in order of precedence."""
+    agreements = (
         int(phrase.shape == group.shape),
         sum(c == group.colour for _, c in phrase.colours),
         sum(s == group.size for _, s in phrase.sizes),
         sum(letter == group.letter for letter in letters),
         int(_count_agrees(phrase, group)),
     )
+    return sum(agreements), *agreements
 
 
 def _count_agrees(phrase: NounPhrase, group: ObjectGroup) -> bool:

@@ -1,6 +1,8 @@
 """Training the built-in captioner from scratch on an endless stream of fresh scenes, on a CPU budget.
 
 What makes minutes enough (each measured in `bench/captioner_quality.py`):
+- The world lays its objects out in cells of one patch each (`WorldConfig.grid`): the vision
+  tower learns shapes from whole objects, not from pieces cut anywhere by patch borders.
 - Targets are the canonical captions: one fixed phrasing, objects named left to right.
 - Dense auxiliary supervision: a linear probe on every patch token of the vision tower predicts
   what lies under that patch (which group in left-to-right order, its shape, colour, size, count

@@ -64,9 +64,22 @@ class Scene:
 
 @dataclass(frozen=True)
 class WorldConfig:
-    """How scenes are drawn; the defaults keep a 64 px image legible."""
+    """How scenes are drawn; the defaults keep a 64 px image legible.
+
+    `grid` lays objects out in the cells of a grid × grid layout, each near its cell's centre
+    (`grid_jitter` of the side either way); 0 puts them anywhere. The default 4 × 4 matches the
+    built-in captioner's 16 px patches at 64 px, one cell a patch. Why: a small vision transformer
+    learns shapes from objects that sit in a patch in minutes, and from objects cut anywhere by
+    patch borders far more slowly, and the built-in captioner has minutes. Measured on 2 cores:
+    after 3 minutes the captioner's patch probe tells shapes apart with accuracy 0.94 on the grid
+    and 0.54 anywhere; after its 6 minutes the captioner gets 12 % of content words wrong on the
+    grid and 28 % anywhere (`bench/captioner_quality.py`). Placement on a grid is also a draw among
+    free cells instead of rejection sampling: training examples are made twice as fast.
+    """
 
     image_size: int = 64
+    grid: int = 4
+    grid_jitter: float = 0.02
     max_groups: int = 4
     group_count_weights: tuple[float, ...] = (0.35, 0.35, 0.2, 0.1)
     count_weights: tuple[float, ...] = (0.55, 0.25, 0.12, 0.08)
@@ -129,7 +142,10 @@ def _scene_try(rng: random.Random, n_groups: int, config: WorldConfig) -> Scene 
     placed: list[tuple[float, float, float]] = []  # (x, y, radius) of every object so far
     groups = []
     for (shape, colour, size), count in zip(kinds, counts, strict=True):
-        positions = _group_place(rng, count, RADIUS[size], placed)
+        if config.grid:
+            positions = _group_place_in_cells(rng, count, RADIUS[size], placed, config)
+        else:
+            positions = _group_place(rng, count, RADIUS[size], placed)
         if positions is None:
             return None
         can_bear = size == "large" and count == 1 and shape in LETTER_SHAPES
@@ -179,6 +195,49 @@ def _group_place(
     return None
 
 
+def _group_place_in_cells(
+    rng: random.Random, count: int, radius: float, placed: list[tuple[float, float, float]], config: WorldConfig
+) -> tuple[tuple[float, float], ...] | None:
+    """Positions for one group in free cells of the layout grid: the first cell anywhere, the rest near it.
+
+    "Near" is within one cell of the first object for small objects and two for large ones, which
+    cannot sit in neighbouring cells; the group then still reads as one thing.
+    """
+    side = config.grid
+    reach = (1 if radius <= RADIUS["small"] else 2) / side + 1e-9
+    centres = [((i + 0.5) / side, (j + 0.5) / side) for j in range(side) for i in range(side)]
+    trial = list(placed)
+    positions: list[tuple[float, float]] = []
+    for _ in range(count):
+        if positions:
+            first_x, first_y = positions[0]
+            cells = [(x, y) for x, y in centres if max(abs(x - first_x), abs(y - first_y)) <= reach]
+        else:
+            cells = centres
+        # The first clear cell in a random order: a uniform draw among the free ones.
+        for cell in rng.sample(cells, len(cells)):
+            spot = _cell_spot(rng, cell, radius, config.grid_jitter)
+            if _clear_of(spot, radius, trial):
+                break
+        else:
+            return None
+        trial.append((*spot, radius))
+        positions.append(spot)
+    placed[:] = trial
+    return tuple(positions)
+
+
+def _cell_spot(rng: random.Random, cell: tuple[float, float], radius: float, jitter: float) -> tuple[float, float]:
+    """A jittered point near the cell's centre, moved inside the image if the object would cross its edge."""
+    x, y = (min(max(c + rng.uniform(-jitter, jitter), radius), 1 - radius) for c in cell)
+    return round(x, 4), round(y, 4)
+
+
+def _clear_of(spot: tuple[float, float], radius: float, placed: list[tuple[float, float, float]]) -> bool:
+    x, y = spot
+    return all(math.hypot(x - px, y - py) >= radius + pr + GAP for px, py, pr in placed)
+
+
 def _object_place(
     rng: random.Random,
     cx: float,
@@ -190,7 +249,7 @@ def _object_place(
     for _ in range(_OBJECT_TRIES):
         x = min(max(cx + rng.uniform(-spread, spread), radius), 1 - radius)
         y = min(max(cy + rng.uniform(-spread, spread), radius), 1 - radius)
-        if all(math.hypot(x - px, y - py) >= radius + pr + GAP for px, py, pr in placed):
+        if _clear_of((x, y), radius, placed):
             return round(x, 4), round(y, 4)
     return None
 

@@ -49,3 +49,25 @@ def test_progress_is_reported_to_a_callback(tmp_path):
     seen = []
     dataset_write(tmp_path, n=3, seed=0, on_progress=lambda done, total: seen.append((done, total)))
     assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_generate_places_objects_anywhere_with_grid_zero(tmp_path):
+    def cell_offsets(out) -> list[float]:
+        return [
+            abs(x * 4 % 1 - 0.5) / 4
+            for record in dataset_read(out)
+            for group in record["scene"]["groups"]
+            for x, _ in group["positions"]
+        ]
+
+    for grid, out in (("4", tmp_path / "grid"), ("0", tmp_path / "anywhere")):
+        command = [sys.executable, "-m", "shapeworld", "generate", "--n", "40", "--out", str(out), "--grid", grid]
+        subprocess.run(command, capture_output=True, check=True)
+    assert max(cell_offsets(tmp_path / "anywhere")) > 0.1 > max(cell_offsets(tmp_path / "grid"))
+    result = subprocess.run(
+        [sys.executable, "-m", "shapeworld", "generate", "--n", "1", "--out", str(tmp_path / "x"), "--grid", "-1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0 and "--grid" in result.stderr

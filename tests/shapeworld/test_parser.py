@@ -152,3 +152,14 @@ def test_random_word_salad_never_breaks_the_parser_nor_earns_false_truths():
                 assert any(g.colour == word.text for g in scene.groups)
             if word.label == "true" and kind == "letter":
                 assert any(g.letter == word.text for g in scene.groups)
+
+
+def test_a_phrase_is_read_as_the_group_most_of_its_words_fit():
+    scene = Scene(
+        groups=(
+            ObjectGroup("triangle", "blue", "small", 1, None, ((0.2, 0.5),)),
+            ObjectGroup("square", "red", "large", 1, None, ((0.7, 0.5),)),
+        )
+    )
+    # One wrong noun is one wrong word, as a one-word correction would fix it; the relation still holds.
+    assert _bad("a small blue triangle is left of a large red triangle .", scene) == ["triangle"]

@@ -102,3 +102,28 @@ def test_consecutive_groups_are_clearly_ordered_left_to_right():
         groups = scene_sample(rng).groups
         for a, b in itertools.pairwise(groups):
             assert b.centre[0] - a.centre[0] >= MIN_ORDER_GAP
+
+
+def test_objects_sit_near_the_centres_of_the_layout_grid_unless_it_is_off():
+    config = WorldConfig()
+
+    def off_centre(value: float) -> float:
+        return abs(value * config.grid % 1 - 0.5) / config.grid
+
+    for seed in range(300):
+        for group in scene_sample(random.Random(seed), config).groups:
+            radius = RADIUS[group.size]
+            for value in (v for position in group.positions for v in position):
+                moved_inside = value in (round(radius, 4), round(1 - radius, 4))
+                assert off_centre(value) <= config.grid_jitter + 1e-4 or moved_inside
+    anywhere = WorldConfig(grid=0)
+    xs = [x for seed in range(100) for g in scene_sample(random.Random(seed), anywhere).groups for x, _ in g.positions]
+    assert max(map(off_centre, xs)) > 0.1
+
+
+def test_a_group_of_several_objects_stays_together_on_the_grid():
+    for seed in range(300):
+        for group in scene_sample(random.Random(seed)).groups:
+            first = group.positions[0]
+            reach = (1 if group.size == "small" else 2) / WorldConfig().grid + 2 * WorldConfig().grid_jitter + 0.06
+            assert all(max(abs(x - first[0]), abs(y - first[1])) <= reach for x, y in group.positions)
