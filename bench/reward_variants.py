@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--bad-weight", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--scenes-together", action="store_true", help="true caption and negatives together")
+    parser.add_argument("--image-side-share", type=float, default=0.0, help="scenes with an image-side negative")
     parser.add_argument("--eval-scenes", type=int, default=200)
     parser.add_argument("--models-dir", type=Path, default=ROOT / "var/models")
     args = parser.parse_args()
@@ -82,6 +83,7 @@ def main() -> None:
         captioner=captioner,
         own_share=args.own_share,
         scenes_together=args.scenes_together,
+        image_side_share=args.image_side_share,
     )
     with closing(batches), torch_threads(training_threads(None, data_process=True)):
         stats = reward_train(model, processor, batches, TrainConfig(minutes=None, max_steps=args.steps, lr=args.lr))

@@ -2,9 +2,14 @@
 
 A word is flagged when P(good) ≤ θ. The head's probabilities are only as calibrated as its training
 mix is representative (the share of bad tokens in training is not the share in the captions it
-will judge), so θ is set where response accuracy A_R is highest on validation captions drawn apart
-from both the training stream and the evaluation sets. The chosen θ is saved in the model's
-manifest and used by detection and evaluation alike.
+will judge), so θ is set on validation captions drawn apart from both the training stream and the
+evaluation sets, where balanced response accuracy is highest: the mean of the share of good
+responses passed and the share of bad responses flagged. Plain response accuracy A_R rewards
+flagging everything whenever most validation responses are bad (seven in eight perturbed captions
+are, and half or more of the built-in captioner's own): it once set θ where every caption had a
+highlighted word, which tells an annotator nothing. Flagging everything scores 0.5 in balanced
+accuracy, whatever the mix. The chosen θ is saved in the model's manifest and used by detection
+and evaluation alike.
 """
 
 from __future__ import annotations
@@ -19,24 +24,31 @@ from reward.model import TokenRewardModel
 from reward.tokens import token_labels_from_words
 
 
-def threshold_for_response_accuracy(min_p_good: list[float], response_good: list[bool]) -> float:
-    """θ maximising A_R when a response is called good iff its lowest P(good) exceeds θ.
+def threshold_for_balanced_accuracy(min_p_good: list[float], response_good: list[bool]) -> float:
+    """θ maximising balanced response accuracy when a response is called good iff its lowest P(good) exceeds θ.
 
     Candidates are the midpoints between consecutive distinct scores (and the ends), so the answer
     is the centre of the best interval rather than an edge that a tiny shift would cross. Ties go to
-    the θ closest to 0.5, the paper's default.
+    the θ closest to 0.5, the paper's default, which is also the answer when validation holds only
+    good or only bad responses (nothing to balance).
     """
+    good_total = sum(response_good)
+    bad_total = len(response_good) - good_total
+    if not good_total or not bad_total:
+        return 0.5
     scores = sorted(set(min_p_good))
     candidates = [0.0, *((a + b) / 2 for a, b in itertools.pairwise(scores)), 1.0]
 
-    def accuracy(theta: float) -> float:
-        return sum((p > theta) == good for p, good in zip(min_p_good, response_good, strict=True))
+    def balanced_accuracy(theta: float) -> float:
+        passed = sum(p > theta for p, good in zip(min_p_good, response_good, strict=True) if good)
+        flagged = sum(p <= theta for p, good in zip(min_p_good, response_good, strict=True) if not good)
+        return passed / good_total + flagged / bad_total
 
-    return max(candidates, key=lambda theta: (accuracy(theta), -abs(theta - 0.5)))
+    return max(candidates, key=lambda theta: (balanced_accuracy(theta), -abs(theta - 0.5)))
 
 
 def threshold_calibrate(model: TokenRewardModel, processor: ProcessorMixin, examples: list[LabelledCaption]) -> float:
-    """The A_R-maximising θ of `model` on labelled validation captions."""
+    """The θ of `model` with the best balanced response accuracy on labelled validation captions."""
     scored = token_scores(model, processor, [e.image for e in examples], [e.caption for e in examples], batch_size=64)
     min_p_good, response_good = [], []
     for example, (offsets, token_p_bad) in zip(examples, scored, strict=True):
@@ -44,4 +56,4 @@ def threshold_calibrate(model: TokenRewardModel, processor: ProcessorMixin, exam
             continue
         min_p_good.append(1.0 - max(token_p_bad))
         response_good.append(not any(token_labels_from_words(offsets, list(example.bad_spans))))
-    return threshold_for_response_accuracy(min_p_good, response_good)
+    return threshold_for_balanced_accuracy(min_p_good, response_good)

@@ -6,7 +6,8 @@ the same data trains any backbone.
 
 Sources:
 - shapeworld scenes: true captions (every phrasing) and their synthetic hard negatives in the eight
-  TLDR categories, labelled exactly by the parser;
+  TLDR categories, labelled exactly by the parser; optionally the true caption on the image of a
+  slightly different scene (image-side negatives), where only the image says which words are wrong;
 - the captioner's own sampled captions labelled by the parser (on-policy data: a head trained on
   single swaps alone learns to flag one word per caption and misses a real captioner's errors);
 - free-text captions of a user's own images: lexicon perturbations (objects, colours, numbers,
@@ -17,6 +18,7 @@ Sources:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections.abc import Callable, Iterator
@@ -33,7 +35,7 @@ from shapeworld.grammar import caption_write
 from shapeworld.parser import WordLabel, caption_label
 from shapeworld.perturb import CATEGORIES, caption_perturb
 from shapeworld.render import scene_render
-from shapeworld.scene import Scene, WorldConfig, scene_from_dict, scene_sample
+from shapeworld.scene import COLOURS, LETTER_SHAPES, SHAPES, Scene, WorldConfig, scene_from_dict, scene_sample
 
 BAD_LABELS = ("hallucinated", "unparsed")
 
@@ -82,14 +84,49 @@ def scene_examples(
     return examples
 
 
+def scene_altered(scene: Scene, rng: random.Random) -> Scene:
+    """The scene with one group's colour or shape changed, the objects where they were.
+
+    The kinds of a scene's groups stay distinct, and a lettered object keeps a shape that bears letters.
+    """
+    index = rng.randrange(len(scene.groups))
+    group = scene.groups[index]
+    taken = {(g.shape, g.colour, g.size) for g in scene.groups}
+    shapes = LETTER_SHAPES if group.letter is not None else SHAPES
+    options = [dataclasses.replace(group, colour=c) for c in COLOURS if c != group.colour]
+    options += [dataclasses.replace(group, shape=s) for s in shapes if s != group.shape]
+    options = [g for g in options if (g.shape, g.colour, g.size) not in taken]
+    groups = list(scene.groups)
+    groups[index] = rng.choice(options)
+    return Scene(groups=tuple(groups))
+
+
+def image_side_negative(scene: Scene, caption: str, rng: random.Random, size: int) -> LabelledCaption:
+    """A true caption of `scene` on the image of an altered copy of it, labelled against the copy.
+
+    Text-side negatives change words, and a model can learn which changes look unusual without
+    looking at the image; here the text is a true caption, seen elsewhere with no bad word, and only
+    the image says that its colour or shape word is now wrong.
+    """
+    altered = scene_altered(scene, rng)
+    image = scene_render(altered, size)
+    return LabelledCaption(image, caption, bad_spans_from_words(caption_label(altered, caption)), "image_side")
+
+
 def shapeworld_stream(
-    rng: random.Random, world: WorldConfig, *, negatives: int = 1
+    rng: random.Random, world: WorldConfig, *, negatives: int = 1, image_side_share: float = 0.0
 ) -> Iterator[tuple[Scene, Image.Image, list[LabelledCaption]]]:
-    """An endless stream of fresh scenes, each with its true caption and hard negatives."""
+    """An endless stream of fresh scenes, each with its true caption and hard negatives.
+
+    `image_side_share` of the scenes also give an image-side negative of their true caption.
+    """
     while True:
         scene = scene_sample(rng, world)
         image = scene_render(scene, world.image_size)
-        yield scene, image, scene_examples(scene, image, rng, negatives=negatives)
+        examples = scene_examples(scene, image, rng, negatives=negatives)
+        if rng.random() < image_side_share:
+            examples.append(image_side_negative(scene, examples[0].caption, rng, world.image_size))
+        yield scene, image, examples
 
 
 def own_caption_examples(scenes: list[Scene], images: list[Image.Image], captions: list[str]) -> list[LabelledCaption]:

@@ -120,16 +120,17 @@ def reward_train(
 
 
 def synthetic_pools(
-    seed: int, world: WorldConfig, size: int, scenes_together: bool = False
+    seed: int, world: WorldConfig, size: int, scenes_together: bool = False, image_side_share: float = 0.0
 ) -> Iterator[list[LabelledCaption]]:
     """Endless shuffled pools of at least `size` true captions and hard negatives; the seed decides all.
 
     `scenes_together` shuffles whole scenes instead of captions, so a scene's true caption and its
     negatives sit side by side and mostly land in the same batch: the two differ only in the changed
     words, on the same image, which leaves the image as the only way to tell them apart.
+    `image_side_share`: see `shapeworld_stream`.
     """
     rng = random.Random(seed)
-    stream = shapeworld_stream(rng, world)
+    stream = shapeworld_stream(rng, world, image_side_share=image_side_share)
     while True:
         scenes: list[list[LabelledCaption]] = []
         while sum(map(len, scenes)) < size:
@@ -153,6 +154,7 @@ def shapeworld_batches(
     own_chunk: int = 256,
     data_process: bool = True,
     scenes_together: bool = False,
+    image_side_share: float = 0.0,
 ) -> Iterator[list[LabelledCaption]]:
     """Endless shuffled batches: true captions, hard negatives and (with a captioner) its own captions.
 
@@ -162,14 +164,15 @@ def shapeworld_batches(
     app will actually show; half is sampled at temperature 1, for the variety of errors. The synthetic
     examples are made by a background process (`data_process`), which roughly doubles the steps a
     CPU fits into a budget; closing the generator stops that process. `scenes_together`: see
-    `synthetic_pools` (bench/reward_variants.py measures it; off by default).
+    `synthetic_pools`; `image_side_share`: see `shapeworld_stream` (bench/reward_variants.py measures both).
     """
     own_wanted = round(own_share * batch_size) if captioner is not None else 0
     size = batch_size - own_wanted
     own: list[LabelledCaption] = []
     synthetic: list[LabelledCaption] = []
     seed = rng.randrange(2**31)
-    with background_iterate(synthetic_pools, seed, world, size * 8, scenes_together, enabled=data_process) as pools:
+    pool_args = (seed, world, size * 8, scenes_together, image_side_share)
+    with background_iterate(synthetic_pools, *pool_args, enabled=data_process) as pools:
         while True:
             if len(synthetic) < size:
                 synthetic.extend(next(pools))

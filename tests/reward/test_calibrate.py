@@ -1,22 +1,34 @@
 import pytest
 
-from reward.calibrate import threshold_for_response_accuracy
+from reward.calibrate import threshold_for_balanced_accuracy
 
 
 def test_the_threshold_separates_good_from_bad_responses_at_the_centre_of_the_gap():
-    theta = threshold_for_response_accuracy([0.9, 0.8, 0.3, 0.2], [True, True, False, False])
+    theta = threshold_for_balanced_accuracy([0.9, 0.8, 0.3, 0.2], [True, True, False, False])
     assert theta == pytest.approx(0.55)
 
 
 def test_a_shifted_head_gets_a_shifted_threshold():
     # every response scores low, but good ones less low: 0.5 would call them all bad
-    theta = threshold_for_response_accuracy([0.4, 0.35, 0.1, 0.05], [True, True, False, False])
+    theta = threshold_for_balanced_accuracy([0.4, 0.35, 0.1, 0.05], [True, True, False, False])
     assert 0.1 < theta < 0.35
 
 
-def test_with_no_clean_cut_the_threshold_maximises_response_accuracy():
+def test_with_no_clean_cut_the_threshold_balances_passing_good_and_flagging_bad():
     scores = [0.9, 0.7, 0.6, 0.4, 0.3]
     good = [True, False, True, False, False]
-    theta = threshold_for_response_accuracy(scores, good)
-    accuracy = sum((p > theta) == g for p, g in zip(scores, good, strict=True))
-    assert accuracy == 4
+    theta = threshold_for_balanced_accuracy(scores, good)
+    assert 0.4 < theta < 0.6  # passes both good responses, flags two of the three bad ones
+
+
+def test_mostly_bad_validation_does_not_make_every_caption_flagged():
+    # Flagging everything is right on 7 of 9 responses, more than any other threshold; it is useless.
+    good_scores, bad_scores = [0.8, 0.7], [0.9, 0.85, 0.75, 0.6, 0.5, 0.3, 0.2]
+    scores, good = good_scores + bad_scores, [True] * 2 + [False] * 7
+    theta = threshold_for_balanced_accuracy(scores, good)
+    assert 0.6 < theta < 0.7
+
+
+def test_one_kind_of_response_only_keeps_the_default():
+    assert threshold_for_balanced_accuracy([0.9, 0.2], [False, False]) == 0.5
+    assert threshold_for_balanced_accuracy([0.9, 0.2], [True, True]) == 0.5

@@ -6,15 +6,17 @@ from PIL import Image
 from reward.data import (
     captions_jsonl_read,
     correction_example,
+    image_side_negative,
     labelled_jsonl_read,
+    scene_altered,
     scene_examples,
     shapeworld_dir_read,
 )
 from shapeworld.dataset import dataset_write
-from shapeworld.grammar import caption_words
+from shapeworld.grammar import caption_words, caption_write
 from shapeworld.parser import caption_label
 from shapeworld.render import scene_render
-from shapeworld.scene import scene_sample
+from shapeworld.scene import LETTER_SHAPES, scene_sample
 
 
 def _bad_words(example) -> list[str]:
@@ -33,6 +35,43 @@ def test_scene_examples_pair_a_true_caption_with_hard_negatives_labelled_by_the_
             assert all(labels[span] in ("hallucinated", "unparsed") for span in negative.bad_spans)
             words = {(s, e) for _, s, e in caption_words(negative.caption)}
             assert set(negative.bad_spans) <= words
+
+
+def test_an_altered_scene_changes_one_colour_or_shape_and_nothing_else():
+    rng = random.Random(1)
+    for _ in range(200):
+        scene = scene_sample(rng)
+        altered = scene_altered(scene, rng)
+        changes = [
+            (a, b)
+            for a, b in zip(scene.groups, altered.groups, strict=True)
+            if (a.shape, a.colour) != (b.shape, b.colour)
+        ]
+        assert len(changes) == 1
+        before, after = changes[0]
+        assert (before.shape == after.shape) != (before.colour == after.colour)
+        assert (before.size, before.count, before.letter, before.positions) == (
+            after.size,
+            after.count,
+            after.letter,
+            after.positions,
+        )
+        assert after.letter is None or after.shape in LETTER_SHAPES
+        assert len({(g.shape, g.colour, g.size) for g in altered.groups}) == len(altered.groups)
+
+
+def test_an_image_side_negative_keeps_the_true_caption_and_flags_what_the_image_contradicts():
+    rng = random.Random(2)
+    for _ in range(50):
+        scene = scene_sample(rng)
+        caption = caption_write(scene)
+        negative = image_side_negative(scene, caption, rng, 64)
+        assert negative.caption == caption and negative.category == "image_side"
+        assert negative.image.size == (64, 64) and negative.image.tobytes() != scene_render(scene).tobytes()
+        assert negative.bad_spans
+        assert {caption[s:e] for s, e in negative.bad_spans} <= {
+            word for g in scene.groups for word in (g.colour, g.shape, g.shape + "s", g.shape + "es")
+        } | {"left", "right", "above", "below"}
 
 
 def test_a_correction_marks_replaced_and_deleted_words_of_the_original_bad():

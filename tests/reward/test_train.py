@@ -31,3 +31,10 @@ def test_both_orders_hold_the_same_captions():
     together = next(synthetic_pools(3, WorldConfig(), 64, scenes_together=True))
     shuffled = next(synthetic_pools(3, WorldConfig(), 64))
     assert sorted(e.caption for e in together) == sorted(e.caption for e in shuffled)
+
+
+def test_image_side_negatives_join_the_pool_when_asked():
+    pool = next(synthetic_pools(3, WorldConfig(), 64, image_side_share=1.0))
+    image_side = [e for e in pool if e.category == "image_side"]
+    assert image_side and all(e.bad_spans for e in image_side)
+    assert not [e for e in next(synthetic_pools(3, WorldConfig(), 64)) if e.category == "image_side"]
