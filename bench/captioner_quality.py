@@ -3,10 +3,12 @@
     python bench/captioner_quality.py --minutes 6
     python bench/captioner_quality.py --load var/models/captioner
     python bench/captioner_quality.py --minutes 3 --set lr=3e-3 --set model.text_layers=3
+    python bench/captioner_quality.py --minutes 6 --set world.grid=0   # objects anywhere, judged there too
 
-Held-out scenes come from their own seed, never from the training stream. Every generated word is
-labelled by the world's semantic parser against the scene graph, so a caption that names the
-objects in another order is not punished, only what it gets wrong. Reported:
+Held-out scenes come from their own seed, never from the training stream, and from the run's
+world. Every generated word is labelled by the world's semantic parser against the scene graph, so
+a caption that names the objects in another order is not punished, only what it gets wrong.
+Reported:
 - content-word hallucination rate: (hallucinated + unparsed) content words / all content words,
   overall and per word kind;
 - exact match with the canonical caption; object recall (groups named with the right shape);
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         print("trained:", json.dumps({k: v for k, v in train.items() if k != "config"}))
     model, processor = vlm_load(model_dir)
     model.eval()
-    held_out = held_out_scenes(args.n)
+    held_out = held_out_scenes(args.n, world=config.world)
     scenes, images = held_out.scenes, held_out.images
     started = time.monotonic()
     captions = captions_generate(model, processor, images, instruction=CAPTION_INSTRUCTION)
