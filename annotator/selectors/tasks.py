@@ -13,10 +13,11 @@ from django.db import connection
 from django.urls import reverse
 
 from annotator.models import Arm, Assignment, Caption, Detection, Project, Task
+from annotator.selectors.projects import PROJECT_COLUMNS
 from annotator.sql import columns_of, fetch_one, for_update, model_from_row, placeholders, select_list
 from reward.words import response_words
 
-TASK_COLUMNS, CAPTION_COLUMNS, PROJECT_COLUMNS = columns_of(Task), columns_of(Caption), columns_of(Project)
+TASK_COLUMNS, CAPTION_COLUMNS = columns_of(Task), columns_of(Caption)
 ASSIGNMENT_COLUMNS, DETECTION_COLUMNS = columns_of(Assignment), columns_of(Detection)
 # A task (t) and its caption (c), as `_task_from_row` reads them back.
 TASK_AND_CAPTION = f"{select_list('t', TASK_COLUMNS)}, {select_list('c', CAPTION_COLUMNS)}"
@@ -184,16 +185,8 @@ def detection_current(*, caption_id: int) -> Detection | None:
 
 def assignment_for_update(*, annotator: AbstractBaseUser, task: Task) -> Assignment:
     """The annotator's assignment on `task`, row-locked until the transaction ends."""
-    row = fetch_one(
-        f"""
-        SELECT {select_list("a", ASSIGNMENT_COLUMNS)} FROM annotator_assignment a
-        WHERE a.task_id = %s AND a.annotator_id = %s{for_update()}
-        """,
-        [task.pk, annotator.pk],
-    )
-    if row is None:
-        raise AssignmentNotFound(f"task {task.pk} was never given to {annotator}")
-    return model_from_row(Assignment, ASSIGNMENT_COLUMNS, row)
+    assignment, _ = _assignment_lock(annotator=annotator, task=task, count_submitted=False)
+    return assignment
 
 
 def assignment_for_submit(*, annotator: AbstractBaseUser, task: Task) -> tuple[Assignment, int]:
@@ -202,14 +195,25 @@ def assignment_for_submit(*, annotator: AbstractBaseUser, task: Task) -> tuple[A
     Read under the task's row lock, which every submit takes first, the count stays true until the
     transaction ends.
     """
+    return _assignment_lock(annotator=annotator, task=task, count_submitted=True)
+
+
+def _assignment_lock(*, annotator: AbstractBaseUser, task: Task, count_submitted: bool) -> tuple[Assignment, int]:
+    """The locked assignment, and with `count_submitted` the task's submitted assignments in the same
+    statement (0 without)."""
+    submitted = (
+        ", (SELECT COUNT(*) FROM annotator_assignment s WHERE s.task_id = a.task_id AND s.status = %s)"
+        if count_submitted
+        else ", 0"
+    )
+    params = [Assignment.Status.SUBMITTED] if count_submitted else []
     row = fetch_one(
         f"""
-        SELECT {select_list("a", ASSIGNMENT_COLUMNS)},
-               (SELECT COUNT(*) FROM annotator_assignment s WHERE s.task_id = a.task_id AND s.status = %s)
+        SELECT {select_list("a", ASSIGNMENT_COLUMNS)}{submitted}
         FROM annotator_assignment a
         WHERE a.task_id = %s AND a.annotator_id = %s{for_update(of="a")}
         """,
-        [Assignment.Status.SUBMITTED, task.pk, annotator.pk],
+        [*params, task.pk, annotator.pk],
     )
     if row is None:
         raise AssignmentNotFound(f"task {task.pk} was never given to {annotator}")
