@@ -27,16 +27,16 @@ from bench.machine import run_info
 from reward.bootstrap import CAPTIONER, REWARD_MODEL
 from reward.data import LabelledCaption
 from reward.evaluate import held_out_scenes, own_caption_set, perturbation_set, reward_evaluate
-from reward.metrics import average_precision_bad
+from reward.metrics import metrics_report
 from reward.model import TokenRewardModel
 from reward.tokens import encode_responses, token_labels_from_words
 from reward.vlm import CAPTION_PROMPT, vlm_load
 
 
 @torch.inference_mode()
-def likelihood_map_neg(model, processor, examples: list[LabelledCaption], batch_size: int = 64) -> dict[str, float]:
-    """mAP(neg) of 1 - P(token | prefix) per category and overall (the "true" category has no bad token)."""
-    by_category: dict[str, tuple[list, list]] = {}
+def likelihood_report(model, processor, examples: list[LabelledCaption], batch_size: int = 64) -> dict:
+    """TLDR's metrics report (`metrics_report`) with 1 - P(token | prefix) as each token's p_bad."""
+    p_good, true_good, sentences = [], [], []
     for start in range(0, len(examples), batch_size):
         batch = examples[start : start + batch_size]
         encoding = encode_responses(
@@ -46,15 +46,18 @@ def likelihood_map_neg(model, processor, examples: list[LabelledCaption], batch_
         log_probs = torch.log_softmax(model(**encoding.model_inputs).logits[:, :-1], dim=-1)
         p_token = torch.zeros(ids.shape, dtype=torch.float32)
         p_token[:, 1:] = log_probs.gather(-1, ids[:, 1:, None])[..., 0].exp()
-        for example, offsets, p_good in zip(batch, encoding.offsets, encoding.response_values(p_token), strict=True):
-            good = [not bad for bad in token_labels_from_words(offsets, list(example.bad_spans))]
-            scores, labels = by_category.setdefault(example.category, ([], []))
-            scores.append(p_good)
-            labels.append(good)
-    everything = ([s for v in by_category.values() for s in v[0]], [g for v in by_category.values() for g in v[1]])
-    report = {"overall": average_precision_bad(*everything)}
-    report |= {name: average_precision_bad(*v) for name, v in sorted(by_category.items()) if name != "true"}
-    return {name: round(value, 4) for name, value in report.items()}
+        for example, offsets, row in zip(batch, encoding.offsets, encoding.response_values(p_token), strict=True):
+            p_good.append(row)
+            true_good.append([not bad for bad in token_labels_from_words(offsets, list(example.bad_spans))])
+            sentences.append([example.caption[:token_start].count(".") for token_start, _ in offsets])
+    return metrics_report(p_good, true_good, sentences, [e.category for e in examples])
+
+
+def map_neg(report: dict) -> dict[str, float]:
+    """mAP(neg) overall and per category of a metrics report ("true" has no bad token)."""
+    values = {"overall": report["overall"]["mAP_neg"]}
+    values |= {name: r["mAP_neg"] for name, r in report["by_category"].items() if name != "true"}
+    return {name: round(value, 4) for name, value in values.items()}
 
 
 def main() -> None:
@@ -67,25 +70,19 @@ def main() -> None:
     captioner, processor = vlm_load(str(args.models_dir / CAPTIONER))
     captioner.eval()
     held_out = held_out_scenes(args.scenes)
-    perturbations = perturbation_set(held_out)
     own, _ = own_caption_set(held_out, captioner, processor)
-    tldr, tldr_processor = TokenRewardModel.load(args.models_dir / REWARD_MODEL)
+    sets = {"perturbations": perturbation_set(held_out), "own": own}
+    tldr_model, tldr_processor = TokenRewardModel.load(args.models_dir / REWARD_MODEL)
 
-    def tldr_map_neg(examples: list[LabelledCaption]) -> dict[str, float]:
-        report = reward_evaluate(tldr, tldr_processor, examples)
-        values = {"overall": report["overall"]["mAP_neg"]}
-        values |= {name: r["mAP_neg"] for name, r in report["by_category"].items() if name != "true"}
-        return {name: round(value, 4) for name, value in values.items()}
-
+    likelihood = {name: map_neg(likelihood_report(captioner, processor, examples)) for name, examples in sets.items()}
+    tldr = {name: map_neg(reward_evaluate(tldr_model, tldr_processor, examples)) for name, examples in sets.items()}
     result = {
         **run_info(),
         "models_dir": str(args.models_dir),
         "scenes": args.scenes,
-        "perturbations_mAP_neg": {"likelihood": likelihood_map_neg(captioner, processor, perturbations)},
-        "own_captions_mAP_neg": {"likelihood": likelihood_map_neg(captioner, processor, own)["overall"]},
+        "perturbations_mAP_neg": {"likelihood": likelihood["perturbations"], "tldr": tldr["perturbations"]},
+        "own_captions_mAP_neg": {"likelihood": likelihood["own"]["overall"], "tldr": tldr["own"]["overall"]},
     }
-    result["perturbations_mAP_neg"]["tldr"] = tldr_map_neg(perturbations)
-    result["own_captions_mAP_neg"]["tldr"] = tldr_map_neg(own)["overall"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({key: result[key] for key in ("perturbations_mAP_neg", "own_captions_mAP_neg")}, indent=2))
