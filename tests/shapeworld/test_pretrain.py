@@ -9,6 +9,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from shapeworld.grammar import VOCABULARY, caption_words, caption_write
 from shapeworld.pretrain import (
+    PatchProbe,
     PretrainConfig,
     PromptCoder,
     batches_from_pools,
@@ -139,3 +140,20 @@ def test_training_pixels_equal_the_processors():
     expected = processor.image_processor(images, return_tensors="pt")["pixel_values"]
     pixels = pixels_normalise(np.stack([np.asarray(image) for image in images]))
     assert torch.allclose(pixels, expected, atol=1e-6)
+
+
+def test_the_probe_loss_weighs_the_relation_head_as_configured():
+    torch.manual_seed(0)
+    counts = {"shape": 3, "relation": 4}
+    states, targets = torch.randn(2, 5, 8), torch.stack([torch.randint(0, 3, (2, 5)), torch.randint(0, 4, (2, 5))], -1)
+    plain = PatchProbe(8, counts)
+    weighted = PatchProbe(8, counts, weights={"relation": 4.0})
+    weighted.load_state_dict(plain.state_dict() | {"weights": weighted.weights})
+    shape_loss = torch.nn.functional.cross_entropy(
+        plain.heads["shape"](states).flatten(0, 1), targets[..., 0].flatten()
+    )
+    relation_loss = torch.nn.functional.cross_entropy(
+        plain.heads["relation"](states).flatten(0, 1), targets[..., 1].flatten()
+    )
+    assert torch.allclose(plain.loss(states, targets), (shape_loss + relation_loss) / 2)
+    assert torch.allclose(weighted.loss(states, targets), (shape_loss + 4 * relation_loss) / 2)
