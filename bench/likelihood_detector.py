@@ -6,9 +6,10 @@ Scores every response token with 1 - P(token | image, prompt, earlier tokens) un
 captioner (no training at all) and reports mAP(neg) on the same held-out sets TLDR is evaluated on:
 perturbations per category and the captioner's own greedy captions, beside the TLDR model of the
 same directory. The captioner predicts token k at position k - 1, so this score holds what the image
-says about the word before the word is read; TLDR's head reads the hidden state at the word's own
-position, where a two-layer decoder has one layer left to compare the word with the image. Where
-the likelihood wins, the information is in the backbone and TLDR does not reach it.
+says about the word before the word is read. A TLDR head on the hidden state at the word's own
+position alone stayed near chance where this score finds swapped colours and shapes: the reason TLDR
+now reads this likelihood beside h_k (`RewardConfig.reads_likelihood`). Where TLDR is still below
+it, training has pulled the head away from it.
 Writes bench/results/likelihood_detector.json.
 """
 

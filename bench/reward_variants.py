@@ -2,6 +2,7 @@
 
     python bench/reward_variants.py --name default
     python bench/reward_variants.py --name scenes-together --scenes-together --own-share 0 --bad-weight 4
+    python bench/reward_variants.py --name hidden-only --head-on-hidden-only
 
 Trains a reward model on the built-in captioner (var/models, bootstrapped if missing) for a fixed
 number of steps (so runs compare whatever else the machine is doing), with the bootstrap's data
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--scenes-together", action="store_true", help="true caption and negatives together")
     parser.add_argument("--image-side-share", type=float, default=0.0, help="scenes with an image-side negative")
+    parser.add_argument("--head-on-hidden-only", action="store_true", help="the head reads h_k alone")
     parser.add_argument("--eval-scenes", type=int, default=200)
     parser.add_argument("--models-dir", type=Path, default=ROOT / "var/models")
     args = parser.parse_args()
@@ -73,7 +75,7 @@ def main() -> None:
     models_bootstrap(args.models_dir, BootstrapConfig())
     captioner_dir = args.models_dir / CAPTIONER
     vlm, processor = vlm_load(str(captioner_dir))
-    config = RewardConfig(lora_dropout=0.0, bad_weight=args.bad_weight)
+    config = RewardConfig(lora_dropout=0.0, bad_weight=args.bad_weight, reads_likelihood=not args.head_on_hidden_only)
     model = TokenRewardModel.build(vlm, config, base_model=str(captioner_dir))
     captioner = vlm_load(str(captioner_dir))
     batches = shapeworld_batches(
@@ -95,6 +97,8 @@ def main() -> None:
     run = {
         "name": args.name,
         "command": info["command"],
+        "date": info["date"],
+        "machine": info["machine"],
         "settings": {key: value for key, value in vars(args).items() if key not in ("name", "models_dir")},
         "training": {key: stats[key] for key in ("steps", "seconds", "final_loss")},
         "perturbations_mAP_neg": round(perturbations["overall"]["mAP_neg"], 4),
@@ -108,7 +112,6 @@ def main() -> None:
     }
     print(json.dumps(run), flush=True)
     results = json.loads(OUT.read_text()) if OUT.is_file() else {"runs": []}
-    results["machine"] = info["machine"]
     results["runs"].append(run)
     OUT.write_text(json.dumps(results, indent=2) + "\n")
 

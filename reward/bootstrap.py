@@ -122,7 +122,7 @@ def reward_model_train(
         )
     validation = held_out_scenes(config.validation_scenes, seed=VALIDATION_SEED)
     own, _ = own_caption_set(validation, *captioner)
-    model.config.threshold = threshold_calibrate(model, processor, perturbation_set(validation) + own)
+    model.config.threshold = threshold_calibrate(model, processor, [perturbation_set(validation), own])
     stats["threshold"] = model.config.threshold
     model.save(out, metrics={"training": stats})
     return stats

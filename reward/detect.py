@@ -79,7 +79,9 @@ def token_scores(
                     max_length=_context_length(reward_model),
                     indices=rows,
                 )
-                p_bad = 1.0 - torch.sigmoid(reward_model(encoding.model_inputs).float().cpu())  # [B, T]
+                p_bad = 1.0 - torch.sigmoid(
+                    reward_model(encoding.model_inputs, encoding.response_mask).float().cpu()
+                )  # [B, T]
                 if reward_model.config.objective == "naive":
                     p_bad = _last_response_token_everywhere(p_bad, encoding.response_mask)
                 for row, offsets, token_p_bad in zip(

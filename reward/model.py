@@ -4,6 +4,10 @@ The backbone f is the VLM without its LM head; a linear head h: R^D → R, share
 reads the last hidden state at each token, and P_γ(e_k | m, p, d) = σ(h(H_{|m|+|p|+k})) is the
 probability that response token k is good. Trained: h, and LoRA on the multimodal projector and the
 language decoder; the vision encoder stays frozen.
+
+With `RewardConfig.reads_likelihood` the head also reads two numbers per token: the base model's
+log-probability of the token given everything before it, and its best log-probability there
+(`likelihood_features` says why a small backbone needs them, `base_likelihood` why from the base).
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ class RewardConfig:
     r 16, α 32 is what the feasibility run trained well with on CPU.
     `objective`: "tokens" is TLDR (BCE on every response token); "naive" is the paper's binary
     reward-model baseline (BCE on the last response token, label = every token good).
+    `reads_likelihood`: the head also reads how likely the base model found the token before reading
+    it (see `likelihood_features`); by default TLDR does and the naive baseline does not.
     """
 
     lora_r: int = 16
@@ -57,6 +63,38 @@ class RewardConfig:
     objective: Literal["tokens", "naive"] = "tokens"
     bad_weight: float = 1.0
     threshold: float = 0.5
+    reads_likelihood: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.reads_likelihood is None:
+            # The naive baseline is the paper's: one verdict from the last token's hidden state.
+            self.reads_likelihood = self.objective == "tokens"
+
+
+LIKELIHOOD_FEATURES = 2
+
+
+def likelihood_features(
+    hidden: torch.Tensor, input_ids: torch.Tensor, scored: torch.Tensor, lm_head: nn.Module
+) -> torch.Tensor:
+    """[B, T, 2]: at each scored position k, log P(x_k | x_<k) and max_v log P(v | x_<k); 0 elsewhere.
+
+    Why: whether a word matches the image is a comparison of two things, the word and what the image
+    shows there. A linear head on h_k can only add up what h_k holds, so the backbone itself must
+    have learned to make that comparison; a large pretrained VLM has, a backbone trained for minutes
+    has not (bench/likelihood_detector.py: its own next-token probability finds swapped colours and
+    shapes with mAP(neg) 0.7-0.99 where a head on h_k alone stays near chance). The LM head's score of
+    x_k at position k - 1 is exactly that comparison, and the best score there says how sure the
+    backbone was of anything. `hidden` must be the base model's (see `TokenRewardModel.forward`).
+    """
+    features = hidden.new_zeros((*input_ids.shape, LIKELIHOOD_FEATURES), dtype=torch.float32)
+    scored = scored.to(hidden.device).bool().clone()
+    scored[:, 0] = False  # the first position has no prefix to predict it
+    previous = hidden[:, :-1][scored[:, 1:]]  # [N, D]: the positions that predict the scored tokens
+    log_probs = torch.log_softmax(lm_head(previous).float(), dim=-1)  # [N, V]
+    token_log_prob = log_probs.gather(-1, input_ids[scored][:, None]).squeeze(-1)
+    features[scored] = torch.stack([token_log_prob, log_probs.max(dim=-1).values], dim=-1)
+    return features
 
 
 def _under(path: str, prefixes: tuple[str, ...]) -> bool:
@@ -102,7 +140,15 @@ class TokenRewardModel(nn.Module):
         self.base_model = base_model
         hidden = vlm.get_base_model().config.get_text_config().hidden_size
         # Created after the LoRA wrap: get_peft_model freezes every parameter it finds.
-        self.head = nn.Linear(hidden, 1)
+        self.head = nn.Linear(hidden + (LIKELIHOOD_FEATURES if config.reads_likelihood else 0), 1)
+        if config.reads_likelihood:
+            with torch.no_grad():
+                # Start as the likelihood detector, log P(x_k) - max log P: 0 for the word the base
+                # model expected, negative for one it did not. From zero the head never learns to lean
+                # on it in a short run, because half the true training captions are paraphrases the
+                # base model finds unlikely word by word (bench/reward_variants.py, 300 steps:
+                # perturbations mAP(neg) 0.72 from this start, 0.49 from zero, 0.46 without the input).
+                self.head.weight[0, -LIKELIHOOD_FEATURES:] = torch.tensor([1.0, -1.0])
 
     @classmethod
     def build(cls, vlm: PreTrainedModel, config: RewardConfig, *, base_model: str) -> TokenRewardModel:
@@ -121,12 +167,41 @@ class TokenRewardModel(nn.Module):
         """f: the VLM's `model` (vision encoder, projector, decoder) with LoRA inside, without LM head."""
         return self.vlm.get_base_model().model
 
-    def forward(self, model_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Logits of "good" at every position, [B, T]; only response positions mean anything."""
+    def forward(self, model_inputs: dict[str, torch.Tensor], response_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of "good" at every position, [B, T]; only response positions mean anything.
+
+        `response_mask` [B, T] says which positions will be read; with `reads_likelihood` the LM head
+        then runs on those alone (its vocabulary-wide output is the costly part on large backbones).
+        Without it every attended position is scored.
+        """
         device = self.head.weight.device
         inputs = {key: value.to(device) for key, value in model_inputs.items()}
         hidden = self.backbone(**inputs, use_cache=False).last_hidden_state  # [B, T, D]
-        return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1)
+        features = hidden.to(self.head.weight.dtype)
+        if self.config.reads_likelihood:
+            scored = response_mask if response_mask is not None else inputs["attention_mask"]
+            likelihood = self.base_likelihood(inputs, scored)
+            features = torch.cat([features, likelihood.to(features.dtype)], dim=-1)
+        return self.head(features).squeeze(-1)
+
+    @torch.no_grad()
+    def base_likelihood(self, inputs: dict[str, torch.Tensor], scored: torch.Tensor) -> torch.Tensor:
+        """`likelihood_features` of the base model: a second pass with the LoRA switched off, no gradient.
+
+        Why not the LoRA pass: the LM head reads the same last hidden states as our head, and training
+        moves them for our head. With shared states the LM's image-grounded likelihood turned into a
+        text prior within a few hundred steps (swapped colours: mAP(neg) 0.99 with the LoRA off, 0.22
+        on), exactly the knowledge the head had no other way to reach. The pass costs a forward of
+        the backbone, no backward.
+        """
+        # peft's disable_adapter makes the adapter trainable on the way out; a loaded model must stay frozen.
+        trainable = {name: parameter.requires_grad for name, parameter in self.vlm.named_parameters()}
+        with self.vlm.disable_adapter():
+            hidden = self.backbone(**inputs, use_cache=False).last_hidden_state
+        for name, parameter in self.vlm.named_parameters():
+            parameter.requires_grad_(trainable[name])
+        lm_head = self.vlm.get_base_model().get_output_embeddings()
+        return likelihood_features(hidden, inputs["input_ids"], scored, lm_head)
 
     def save(self, directory: Path | str, metrics: dict | None = None) -> Path:
         """The adapter, the head and a manifest naming the base model; the base weights are not copied."""
@@ -162,7 +237,8 @@ class TokenRewardModel(nn.Module):
         base_model = base_model_override or manifest["base_model"]
         vlm, processor = vlm_load(base_model, dtype=dtype)
         try:
-            config = RewardConfig(**manifest["config"])
+            # Manifests written before `reads_likelihood` existed describe heads that read h_k alone.
+            config = RewardConfig(**{"reads_likelihood": False, **manifest["config"]})
             peft_vlm = PeftModel.from_pretrained(vlm, directory, is_trainable=trainable)
             model = cls(peft_vlm, config, base_model=base_model)
             model.head.load_state_dict(load_file(directory / HEAD_FILE))

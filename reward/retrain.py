@@ -261,7 +261,7 @@ def reward_retrain(
         calibrated_on = "training corrections (too few calibration corrections)"
         calibration_keys = split.train
     model.config.threshold = threshold_calibrate(
-        model, processor, calibration_examples([by_key[key] for key in calibration_keys], seed=config.seed)
+        model, processor, [calibration_examples([by_key[key] for key in calibration_keys], seed=config.seed)]
     )
 
     report(0.9, f"evaluating the candidate on {len(held_out)} held-out corrections")

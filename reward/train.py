@@ -61,7 +61,7 @@ def batch_loss(
     )
     labels = [token_labels_from_words(o, list(e.bad_spans)) for o, e in zip(encoding.offsets, batch, strict=True)]
     token_bad = encoding.token_values([[float(b) for b in row] for row in labels])
-    logits = model(encoding.model_inputs)
+    logits = model(encoding.model_inputs, encoding.response_mask)
     return reward_loss(logits, token_bad, encoding.response_mask, model.config.objective, model.config.bad_weight)
 
 

@@ -32,3 +32,22 @@ def test_mostly_bad_validation_does_not_make_every_caption_flagged():
 def test_one_kind_of_response_only_keeps_the_default():
     assert threshold_for_balanced_accuracy([0.9, 0.2], [False, False]) == 0.5
     assert threshold_for_balanced_accuracy([0.9, 0.2], [True, True]) == 0.5
+
+
+def test_each_source_counts_alike_whatever_its_size():
+    # A large source whose bad responses mostly score 0.5, and a small one whose good responses score
+    # 0.45: pooled, the large one's gap above 0.5 wins and the small one's good responses are all
+    # flagged; weighed alike, θ between 0.3 and 0.45 serves the small source and part of the large.
+    scores = [0.9] * 10 + [0.5] * 30 + [0.2] * 10 + [0.45, 0.45, 0.3, 0.3]
+    good = [True] * 10 + [False] * 40 + [True, True, False, False]
+    sources = ["perturbations"] * 50 + ["own"] * 4
+    assert 0.5 < threshold_for_balanced_accuracy(scores, good) < 0.9
+    assert 0.3 < threshold_for_balanced_accuracy(scores, good, sources) < 0.45
+
+
+def test_a_source_with_one_kind_of_response_does_not_vote():
+    scores, good = [0.9, 0.2, 0.05, 0.01], [True, False, False, False]
+    sources = ["mixed", "mixed", "bad only", "bad only"]
+    assert threshold_for_balanced_accuracy(scores, good, sources) == threshold_for_balanced_accuracy(
+        scores[:2], good[:2]
+    )

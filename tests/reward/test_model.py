@@ -15,6 +15,7 @@ from reward.model import (
     RewardConfig,
     RewardModelError,
     TokenRewardModel,
+    likelihood_features,
     lora_targets,
     reward_loss,
 )
@@ -118,10 +119,7 @@ def test_saved_model_loads_with_identical_scores(
 ) -> None:
     vlm, processor = vlm_load(str(tiny_vlm_dir))
     model = TokenRewardModel.build(vlm, RewardConfig(lora_r=4, objective="naive"), base_model=str(tiny_vlm_dir))
-    with torch.no_grad():  # move LoRA and head away from their initial values so the test means something
-        for parameter in model.parameters():
-            if parameter.requires_grad:
-                parameter.add_(torch.randn_like(parameter) * 0.1)
+    _perturbed(model)
     model.eval()
     encoding, _ = _batch(processor, scene_images)
     with torch.no_grad():
@@ -153,3 +151,103 @@ def test_manifest_without_base_model_is_refused(tmp_path: Path) -> None:
     (tmp_path / MANIFEST).write_text(json.dumps({"format_version": 1, "config": {}}))
     with pytest.raises(RewardModelError, match="base_model"):
         TokenRewardModel.load(tmp_path)
+
+
+def _perturbed(model: TokenRewardModel) -> None:
+    """Move LoRA and head away from their initial values, so equalities between two models mean something."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.add_(torch.randn_like(parameter) * 0.1)
+
+
+def test_likelihood_features_are_the_lm_log_probabilities_of_the_tokens_read(
+    tiny_vlm_dir: Path, scene_images: list[Image.Image]
+) -> None:
+    vlm, processor = vlm_load(str(tiny_vlm_dir))
+    vlm.eval()
+    encoding, _ = _batch(processor, scene_images)
+    ids, mask = encoding.model_inputs["input_ids"], encoding.response_mask
+    with torch.no_grad():
+        hidden = vlm.model(**encoding.model_inputs).last_hidden_state
+        features = likelihood_features(hidden, ids, mask, vlm.get_output_embeddings())
+        log_probs = torch.log_softmax(vlm(**encoding.model_inputs).logits.float(), dim=-1)
+    for row, position in mask.nonzero().tolist():
+        predicted_here = log_probs[row, position - 1]
+        expected = torch.stack([predicted_here[ids[row, position]], predicted_here.max()])
+        assert torch.allclose(features[row, position], expected, atol=1e-4)
+    assert not features[~mask].any()
+
+
+def test_a_head_reading_likelihood_starts_as_the_likelihood_detector(
+    tiny_vlm_dir: Path, scene_images: list[Image.Image]
+) -> None:
+    """Before training, the logit of "good" is log P(token) - max log P plus terms that do not depend on it."""
+    vlm, processor = vlm_load(str(tiny_vlm_dir))
+    model = TokenRewardModel.build(vlm, RewardConfig(reads_likelihood=True), base_model=str(tiny_vlm_dir)).eval()
+    encoding, _ = _batch(processor, scene_images)
+    with torch.no_grad():
+        logits = model(encoding.model_inputs, encoding.response_mask)
+        hidden = model.backbone(**encoding.model_inputs).last_hidden_state
+        features = likelihood_features(
+            hidden, encoding.model_inputs["input_ids"], encoding.response_mask, vlm.get_output_embeddings()
+        )
+        from_hidden = hidden @ model.head.weight[0, :-2] + model.head.bias
+    mask = encoding.response_mask
+    assert torch.allclose(logits[mask] - from_hidden[mask], features[mask, 0] - features[mask, 1], atol=1e-4)
+
+
+def test_the_likelihood_the_head_reads_is_the_base_models_whatever_the_lora(
+    tiny_vlm_dir: Path, scene_images: list[Image.Image]
+) -> None:
+    vlm, processor = vlm_load(str(tiny_vlm_dir))
+    model = TokenRewardModel.build(vlm, RewardConfig(reads_likelihood=True), base_model=str(tiny_vlm_dir))
+    _perturbed(model)
+    model.eval()
+    base, _ = vlm_load(str(tiny_vlm_dir))
+    encoding, _ = _batch(processor, scene_images)
+    inputs, mask = encoding.model_inputs, encoding.response_mask
+    with torch.no_grad():
+        base_hidden = base.eval().model(**inputs).last_hidden_state
+        expected = likelihood_features(base_hidden, inputs["input_ids"], mask, base.get_output_embeddings())
+        read = model.base_likelihood(inputs, mask)
+        adapted_hidden = model.backbone(**inputs).last_hidden_state
+    assert not torch.allclose(adapted_hidden, base_hidden, atol=1e-3)  # the LoRA does change the states
+    assert torch.allclose(read, expected, atol=1e-5)
+
+
+def test_a_model_reading_likelihood_loads_with_identical_scores(
+    tiny_vlm_dir: Path, scene_images: list[Image.Image], tmp_path: Path
+) -> None:
+    vlm, processor = vlm_load(str(tiny_vlm_dir))
+    model = TokenRewardModel.build(vlm, RewardConfig(lora_r=4, reads_likelihood=True), base_model=str(tiny_vlm_dir))
+    _perturbed(model)
+    model.eval()
+    encoding, _ = _batch(processor, scene_images)
+    with torch.no_grad():
+        expected = model(encoding.model_inputs, encoding.response_mask)
+    model.save(tmp_path / "tldr")
+    loaded, _ = TokenRewardModel.load(tmp_path / "tldr")
+    with torch.no_grad():
+        scores = loaded.eval()(encoding.model_inputs, encoding.response_mask)
+    assert loaded.config.reads_likelihood
+    assert torch.allclose(scores[encoding.response_mask], expected[encoding.response_mask], atol=1e-6)
+
+
+def test_a_manifest_from_before_the_likelihood_input_loads_as_a_head_on_hidden_states(
+    tiny_vlm_dir: Path, tmp_path: Path
+) -> None:
+    vlm, _ = vlm_load(str(tiny_vlm_dir))
+    old_style = RewardConfig(lora_r=4, reads_likelihood=False)
+    TokenRewardModel.build(vlm, old_style, base_model=str(tiny_vlm_dir)).save(tmp_path / "tldr")
+    manifest = json.loads((tmp_path / "tldr" / MANIFEST).read_text())
+    del manifest["config"]["reads_likelihood"]
+    (tmp_path / "tldr" / MANIFEST).write_text(json.dumps(manifest))
+    loaded, _ = TokenRewardModel.load(tmp_path / "tldr")
+    assert not loaded.config.reads_likelihood
+
+
+def test_tldr_reads_the_likelihood_by_default_and_the_naive_baseline_does_not() -> None:
+    assert RewardConfig().reads_likelihood is True
+    assert RewardConfig(objective="naive").reads_likelihood is False
+    assert RewardConfig(reads_likelihood=False).reads_likelihood is False
