@@ -104,10 +104,10 @@ class PretrainConfig:
     probe_weight: float = 1.0
     # The relation head's weight inside the probe loss (the other heads weigh 1). Relations are what
     # the captioner gets wrong most (above and below near chance), and a fresh linear probe on the
-    # trained tower reads them on only ~80 % of patches. Weight 4, one 6-minute run each
+    # trained tower reads them on only ~80 % of patches. Weight 4, 6-minute runs
     # (bench/captioner_quality.py --set relation_probe_weight=4): 11.6 % of content words wrong at
-    # batch 64 on a fast machine (defaults: 9.4-14.2 %), 16.1 % at batch 32 on a slow one (defaults:
-    # 18.5-25.3 %). Within the spread of the default so far, so the default stays 1.
+    # batch 64 on a fast machine (defaults: 9.4-14.2 %); 16.1 % and, with seed 1, 27.3 % at batch 32
+    # on a slow one (defaults: 18.5-25.3 %). No gain beyond the spread, so the default stays 1.
     relation_probe_weight: float = 1.0
     # Share of the budget spent on the vision tower and probe alone before captioning starts: a
     # vision step costs a fraction of a full one, and captions are learnt faster from features
