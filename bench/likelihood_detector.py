@@ -29,7 +29,7 @@ from reward.bootstrap import CAPTIONER, REWARD_MODEL
 from reward.data import LabelledCaption
 from reward.evaluate import held_out_scenes, own_caption_set, perturbation_set, reward_evaluate
 from reward.metrics import metrics_report
-from reward.model import TokenRewardModel
+from reward.model import TokenRewardModel, likelihood_features
 from reward.tokens import encode_responses, token_labels_from_words
 from reward.vlm import CAPTION_PROMPT, vlm_load
 
@@ -43,10 +43,9 @@ def likelihood_report(model, processor, examples: list[LabelledCaption], batch_s
         encoding = encode_responses(
             processor, [e.image for e in batch], [e.caption for e in batch], instruction=CAPTION_PROMPT
         )
-        ids = encoding.model_inputs["input_ids"]
-        log_probs = torch.log_softmax(model(**encoding.model_inputs).logits[:, :-1], dim=-1)
-        p_token = torch.zeros(ids.shape, dtype=torch.float32)
-        p_token[:, 1:] = log_probs.gather(-1, ids[:, 1:, None])[..., 0].exp()
+        hidden = model.model(**encoding.model_inputs).last_hidden_state
+        ids, scored = encoding.model_inputs["input_ids"], encoding.response_mask
+        p_token = likelihood_features(hidden, ids, scored, model.get_output_embeddings())[..., 0].exp()
         for example, offsets, row in zip(batch, encoding.offsets, encoding.response_values(p_token), strict=True):
             p_good.append(row)
             true_good.append([not bad for bad in token_labels_from_words(offsets, list(example.bad_spans))])
