@@ -94,3 +94,34 @@ def test_web_processes_serve_every_url_without_loading_torch():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def _database_options(**environment: str) -> list[str]:
+    env = {**os.environ, **environment, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "o = s.DATABASES['default'].get('OPTIONS', {}); print(o.get('server_side_binding'), o.get('prepare_threshold'))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    return result.stdout.split() or [result.stderr]
+
+
+def test_postgresql_binds_on_the_server_and_prepares_repeated_statements_unless_told_not_to():
+    postgres = "postgres://postgres@127.0.0.1:5432/tldr_settings"
+    assert _database_options(DATABASE_URL=postgres) == ["True", "5"]
+    assert _database_options(DATABASE_URL=postgres, DATABASE_PREPARED_STATEMENTS="false") == ["True", "None"]
+    assert _database_options(DATABASE_URL="sqlite:///x.sqlite3") == ["None", "None"]
+
+
+@pytest.mark.django_db
+def test_a_statement_run_again_and_again_is_prepared_once_on_postgresql():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's: set DATABASE_URL=postgres://…")
+    with connection.cursor() as cursor:
+        for value in range(8):
+            cursor.execute("SELECT %s::int + 1 AS prepared_probe", [value])
+            assert cursor.fetchone() == (value + 1,)
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ["%prepared_probe%"])
+        assert cursor.fetchone() == (1,)
