@@ -15,11 +15,12 @@ keep-alive connection (the stdlib's `http.client`: the cheapest client there is,
 CPU is part of the measurement). Requests carry `X-Forwarded-Proto: https`, as from the TLS proxy
 production sits behind.
 
-Recorded per level: p50/p95/p99 of next and submit, submitted corrections/s, errors (any status
-other than 200/201, and 204 "nothing to do"), duplicate serves checked in the database and in the
-clients' logs, the server's peak memory (sum of RSS, and of PSS, over the gunicorn master and
-workers, sampled from /proc), and the CPU seconds spent by server, PostgreSQL and clients: on a
-small machine all three share the same cores. Writes bench/results/load_test.json.
+Recorded per level: p50/p95/p99 of next and submit, submitted corrections/s (and the fewest, median
+and most one annotator submitted), errors (any status other than 200/201, and 204 "nothing to do"),
+duplicate serves checked in the database and in the clients' logs, the server's peak memory (sum of
+RSS, and of PSS, over the gunicorn master and workers, sampled from /proc), and the CPU seconds
+spent by server, PostgreSQL and clients: on a small machine all three share the same cores. Writes
+bench/results/load_test.json.
 """
 
 from __future__ import annotations
@@ -421,6 +422,13 @@ def percentiles(values: list[float]) -> dict[str, float | int | None]:
     return {"n": len(ordered), "p50_ms": rank(0.50), "p95_ms": rank(0.95), "p99_ms": rank(0.99), "max_ms": rank(1)}
 
 
+def spread(counts: list[int]) -> dict[str, float | int | None]:
+    if not counts:
+        return {"min": None, "median": None, "max": None}
+    ordered = sorted(counts)
+    return {"min": ordered[0], "median": ordered[len(ordered) // 2], "max": ordered[-1]}
+
+
 def level_run(
     *,
     level: int,
@@ -463,6 +471,9 @@ def level_run(
         "submit": percentiles([ms for log in logs for ms in log["submit_ms"]]),
         "corrections_per_s": round(submitted_in_time / duration, 1),
         "corrections_submitted": sum(len(log["submitted"]) for log in logs),
+        # How evenly the server shares itself out: a keep-alive connection stays with the worker process
+        # that accepted it, so annotators on a crowded worker wait longer (the tail of next and submit).
+        "corrections_per_annotator": spread([len(log["submitted"]) for log in logs]),
         "errors": sum(errors.values()),
         "errors_by_status": errors,
         "error_samples": [failure for log in logs for failure in log["failures"]][:10],

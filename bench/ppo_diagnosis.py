@@ -16,7 +16,8 @@ captioner's exact H_T, H_R, content-word rate and object recall on held-out scen
 as the app writes them), beside the starting captioner's. If even the exact judge barely moves the
 held-out rates, the budget, not TLDR, is what limits the loop on this machine. `--judges`,
 `--samples-per-image` and `--set lr=… --set kl_coef=…` (PpoConfig fields) run a part of the grid
-or other settings.
+or other settings; `--temperature T` samples the rollouts from softmax(logits / T) and trains that
+distribution (greedy captions, as evaluated, do not depend on T).
 Writes bench/results/ppo_diagnosis.json.
 """
 
@@ -67,19 +68,20 @@ def run_one(*, judge: str, samples_per_image: int, args: argparse.Namespace, dat
     from training.rewards import PROBABILITY_BASELINES, ShapingConfig, judged_token_rewards
 
     ppo = PpoConfig(**{**args.ppo_overrides, "samples_per_image": samples_per_image})
+    sampling = PolicyConfig(temperature=args.temperature)
     if judge == "tldr":
         pairs = [CaptionPair(*row) for row in zip(data["images"], data["captions"], data["corrected"], strict=True)]
         return policy_train(
             captioner_dir=args.models_dir / CAPTIONER,
             out_dir=out,
-            config=PolicyTrainConfig(method="ppo_tokens", max_steps=args.rollouts, seed=SEED, ppo=ppo),
+            config=PolicyTrainConfig(method="ppo_tokens", max_steps=args.rollouts, seed=SEED, policy=sampling, ppo=ppo),
             images=data["images"],
             corrections=pairs,
             reward_dir=args.models_dir / REWARD_MODEL,
             scenes=data["scenes"],
         )
     # The parser's scores are exactly 1 and 0 on the two sides: they are their own Eq. 7 baselines.
-    policy = CaptionPolicy.load(args.models_dir / CAPTIONER, PolicyConfig(), seed=SEED)
+    policy = CaptionPolicy.load(args.models_dir / CAPTIONER, sampling, seed=SEED)
     scene_of = {id(image): scene for image, scene in zip(data["images"], data["scenes"], strict=True)}
     rewards = judged_token_rewards(parser_judge(scene_of), PROBABILITY_BASELINES, ShapingConfig())
     stats = ppo_train(policy, data["images"], rewards, ppo, minutes=None, max_rollouts=args.rollouts, seed=SEED)
@@ -100,6 +102,7 @@ def main() -> None:
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a PpoConfig field, e.g. lr=1e-3 kl_coef=0.02"
     )
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the rollouts")
     args = parser.parse_args()
     args.ppo_overrides = {key: json.loads(value) for key, _, value in (item.partition("=") for item in args.set)}
 
@@ -156,6 +159,7 @@ def vars_of(args: argparse.Namespace) -> dict:
         "rollout_captions": 32,
         "seed": SEED,
         "ppo_overrides": args.ppo_overrides,
+        "temperature": args.temperature,
     }
 
 
