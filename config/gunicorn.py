@@ -7,9 +7,19 @@ requests wait on the database. On a 2-core machine with 32 annotators in a close
 of bench/load_test.py): 4 sync workers did 38 corrections/s, 8 sync workers 37/s (CPU a third
 idle: every request waits out its commit alone), 2 workers x 8 threads 59/s, 4 workers x 4 threads
 70/s. With the hand-written hot path since: 4 x 4 142/s, 2 x 8 138/s, 3 x 6 119/s, 6 x 4 110/s
-(15 s runs, about as far apart as two runs of one configuration). Each thread holds one persistent
-database connection (CONN_MAX_AGE), so PostgreSQL sees workers x threads connections: 16 by default
-on 2 cores, well inside its default 100.
+(15 s runs, about as far apart as two runs of one configuration).
+
+Overloaded, 4 x 4 serves its annotators unevenly: a keep-alive connection stays with the worker that
+accepted it, and a saturated worker does not share itself out evenly among its connections. On a
+slower machine, at 32 annotators in a closed loop (67.9 corrections/s), the median annotator
+submitted 18 corrections in 20 s and the luckiest 158. `--keep-alive 0` (every request accepted
+afresh) or 12 threads per worker share evenly (32-42 and 26-45 per annotator) but do 56 and 55/s:
+part of 4 x 4's throughput comes from serving a few connections with little contention. With
+annotators who look at each task first (`--think-ms 400`, 64/s on that machine) 4 x 4 spread them
+32-52, about as the random think times do, so the defaults favour throughput.
+
+Each thread holds one persistent database connection (CONN_MAX_AGE), so PostgreSQL sees workers x
+threads connections: 16 by default on 2 cores, well inside its default 100.
 
 `WEB_CONCURRENCY` (workers) and `GUNICORN_THREADS` override the defaults; `GUNICORN_BIND` the address.
 """
