@@ -29,15 +29,14 @@ sys.path.insert(0, str(ROOT))
 
 from bench.machine import run_info  # noqa: E402
 
-BAD = ("hallucinated", "unparsed")  # an unparsed content word is never called true
-
 
 def word_table(reward_dir: Path, held_out, captions: list[str]) -> dict:
     """The reward model's word scores of the captions, against the parser's and the corrections' labels."""
-    from reward.data import correction_example
+    from reward.data import BAD_LABELS, correction_example
     from reward.detect import score
     from reward.metrics import average_precision_bad
     from reward.model import TokenRewardModel
+    from reward.tokens import token_labels_from_words
     from reward.vlm import default_device
     from shapeworld.parser import caption_label
     from shapeworld.simulate import caption_correct
@@ -50,12 +49,11 @@ def word_table(reward_dir: Path, held_out, captions: list[str]) -> dict:
         corrected_bad = correction_example(image, caption, caption_correct(scene, caption)).bad_spans
         rows = [(word, parsed[(word.start, word.end)]) for word in scored if (word.start, word.end) in parsed]
         all_p.append([1.0 - word.p_bad for word, _ in rows])
-        all_good.append([label not in BAD for _, label in rows])
+        all_good.append([label not in BAD_LABELS for _, label in rows])
         content_p.append([1.0 - word.p_bad for word, label in rows if label != "neutral"])
-        content_good.append([label not in BAD for _, label in rows if label != "neutral"])
-        correction_good.append(
-            [not any(start <= word.start and word.end <= end for start, end in corrected_bad) for word, _ in rows]
-        )
+        content_good.append([label not in BAD_LABELS for _, label in rows if label != "neutral"])
+        word_spans = [(word.start, word.end) for word, _ in rows]
+        correction_good.append([not bad for bad in token_labels_from_words(word_spans, list(corrected_bad))])
         function_p.extend(word.p_bad for word, label in rows if label == "neutral")
     return {
         "words": sum(map(len, all_p)),
