@@ -2,6 +2,7 @@
 
     python bench/hot_path_profile.py [--pairs 400] [--tasks 3000] [--database-url postgres://…/tldr_profile]
     python bench/hot_path_profile.py --cprofile 200 --show-sql   # plus a profile's top lists and the SQL
+    python bench/hot_path_profile.py --history 20000   # annotators with 20,000 corrections behind them
 
 What bench/load_test.py's server spends per pair of calls, without gunicorn, sockets or a second
 process: the database is created afresh (dropped first if it exists; a `sqlite:///…` URL works too)
@@ -11,7 +12,9 @@ with production settings (DEBUG off, `X-Forwarded-Proto: https`, token auth): PO
 a correction with one word changed → the other annotator's turn. Two annotators take turns so that
 every caption gets its two corrections and leaves the queue, as under the load test's many
 annotators; alone, one would find the head of the queue ever longer with captions it has corrected
-and that wait for a second person.
+and that wait for a second person. With `--history N`, both annotators start with N corrected
+captions of the project behind them (done tasks): what a call costs a person who has been at it for
+weeks, which a fresh database does not show.
 
 After a warm-up (and ANALYZE, as bench/load_test.py does), passes over fresh pairs of the same loop:
 - CPU: `time.process_time` around each call, nothing else recorded: the server's Python and its
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import hashlib
 import io
 import json
 import os
@@ -202,6 +206,56 @@ def cprofile_pass(hot_path: HotPath, pairs: int, top: int) -> str:
     return out.getvalue()
 
 
+def history_seed(*, project_id: int, annotator_ids: list[int], n_tasks: int) -> None:
+    """`n_tasks` captions of the project that every annotator has already corrected (done tasks, each
+    with a submitted assignment per annotator): the history of annotators who have been at it a while."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from annotator.models import Assignment, Caption, Image, Task
+
+    now = timezone.now()
+    with transaction.atomic():
+        images = Image.objects.bulk_create(
+            [
+                Image(
+                    project_id=project_id,
+                    file=f"images/bench/history/{i}.png",
+                    sha256=hashlib.sha256(f"history/{i}".encode()).hexdigest(),
+                    width=128,
+                    height=128,
+                    original_name=f"history/{i}.png",
+                )
+                for i in range(n_tasks)
+            ],
+            batch_size=2000,
+        )
+        captions = Caption.objects.bulk_create(
+            [Caption(image=image, text="a red circle .", source=Caption.Source.POLICY) for image in images],
+            batch_size=2000,
+        )
+        tasks = Task.objects.bulk_create(
+            [Task(project_id=project_id, caption=caption, status=Task.Status.DONE) for caption in captions],
+            batch_size=2000,
+        )
+        Assignment.objects.bulk_create(
+            [
+                Assignment(
+                    task=task,
+                    annotator_id=annotator_id,
+                    arm="tokens",
+                    status=Assignment.Status.SUBMITTED,
+                    leased_at=now,
+                    expires_at=now,
+                    served_at=now,
+                )
+                for task in tasks
+                for annotator_id in annotator_ids
+            ],
+            batch_size=2000,
+        )
+
+
 def database_fresh(database_url: str) -> None:
     """Drop, create and migrate the database; a SQLite file is deleted and migrated."""
     if database_url.startswith("sqlite"):
@@ -218,6 +272,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=400, help="pairs timed for CPU (and again counted for queries)")
     parser.add_argument("--tasks", type=int, default=3000, help="ready tasks seeded; each serves two pairs")
+    parser.add_argument(
+        "--history", type=int, default=0, metavar="N", help="captions each annotator corrected before the run"
+    )
     parser.add_argument("--cprofile", type=int, default=0, metavar="N", help="also profile N pairs under cProfile")
     parser.add_argument("--top", type=int, default=35, help="functions in each cProfile list")
     parser.add_argument("--show-sql", action="store_true", help="print the statements of one pair")
@@ -238,6 +295,8 @@ def main() -> None:
     from django.db import connection, connections
 
     project_id, annotators = project_seed(name="hot-path", n_tasks=args.tasks, n_annotators=ANNOTATORS, seed=0)
+    if args.history:
+        history_seed(project_id=project_id, annotator_ids=[user_id for user_id, _ in annotators], n_tasks=args.history)
     connections.close_all()
 
     # The whole stack is imported before the first request, as config/gunicorn.py has it.
@@ -257,6 +316,7 @@ def main() -> None:
     result = {
         "database": connection.vendor,
         "pairs": args.pairs,
+        "history": args.history,
         "cpu_ms_per_call": cpu_ms,
         "queries_per_call": queries,
     }

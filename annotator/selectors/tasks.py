@@ -35,43 +35,22 @@ def _task_from_row(row: tuple) -> Task:
     return task
 
 
-def annotator_lock(*, annotator: AbstractBaseUser) -> None:
-    """Row-lock the annotator's user row until the transaction ends: one "next" per annotator at a time."""
-    fetch_one(f"SELECT id FROM auth_user WHERE id = %s{for_update()}", [annotator.pk])
-
-
 def task_lock(*, task: Task) -> None:
     """Row-lock the task until the transaction ends (and nothing through a join: see `correction_submit`)."""
     fetch_one(f"SELECT id FROM annotator_task WHERE id = %s{for_update()}", [task.pk])
 
 
-@dataclass(frozen=True)
-class LeasePlace:
-    """Where an annotator stands in a project's queue when it asks for its next task."""
-
-    current_assignment_id: int | None  # its unexpired lease, which a reload resumes
-    served: int  # its assignments in the project that were not skipped: where its arm draw stands
-
-
-def lease_place(*, annotator: AbstractBaseUser, project: Project, now: datetime) -> LeasePlace:
-    """The annotator's unexpired lease in `project` (what a reload resumes) and how many tasks it
-    was served there; asked on every "next", and one statement answers both."""
-    leased, skipped = Assignment.Status.LEASED, Assignment.Status.SKIPPED
-    current_assignment_id, served = fetch_one(
+def lease_current(*, annotator: AbstractBaseUser, project: Project, now: datetime) -> int | None:
+    """The id of the annotator's unexpired lease in `project`: what a reload resumes."""
+    row = fetch_one(
         """
-        SELECT
-            (SELECT a.id FROM annotator_assignment a JOIN annotator_task t ON t.id = a.task_id
-             WHERE a.annotator_id = %s AND t.project_id = %s AND a.status = %s AND a.expires_at > %s
-             ORDER BY a.leased_at DESC LIMIT 1),
-            (SELECT COUNT(*) FROM annotator_assignment a JOIN annotator_task t ON t.id = a.task_id
-             WHERE a.annotator_id = %s AND t.project_id = %s AND a.status <> %s)
+        SELECT a.id FROM annotator_assignment a JOIN annotator_task t ON t.id = a.task_id
+        WHERE a.annotator_id = %s AND t.project_id = %s AND a.status = %s AND a.expires_at > %s
+        ORDER BY a.leased_at DESC LIMIT 1
         """,
-        [
-            *(annotator.pk, project.pk, leased, connection.ops.adapt_datetimefield_value(now)),
-            *(annotator.pk, project.pk, skipped),
-        ],
+        [annotator.pk, project.pk, Assignment.Status.LEASED, connection.ops.adapt_datetimefield_value(now)],
     )
-    return LeasePlace(current_assignment_id=current_assignment_id, served=served)
+    return None if row is None else row[0]
 
 
 def assignment_served(*, assignment_id: int) -> Assignment:

@@ -20,7 +20,7 @@ from annotator.models import Project
 
 def arm_draw(*, annotator: AbstractBaseUser, project: Project, served: int) -> str:
     """The arm of the annotator's next new task in `project`, whose tasks it was `served` so far
-    (skipped ones not counted; `lease_place` reads that count with the annotator's current lease)."""
+    (skipped ones not counted: the count `QueuePlace` keeps)."""
     block = [arm for arm, weight in project.arm_weights.items() for _ in range(weight)]
     block_number, position = divmod(served, len(block))
     random.Random(f"arm:{project.pk}:{annotator.pk}:{block_number}").shuffle(block)

@@ -12,20 +12,19 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 
 from annotator.models import Arm, Assignment, Project, Task
 from annotator.selectors.tasks import (
-    annotator_lock,
     assignment_for_update,
     assignment_served,
-    lease_place,
+    lease_current,
     task_open_lock,
     task_slots,
 )
 from annotator.services.arms import arm_draw
 from annotator.services.timing import ClientEvent, events_merge
-from annotator.sql import row_insert
+from annotator.sql import fetch_one, row_insert
 
 # Tasks found full under the lock (another request filled them between the snapshot and the lock)
 # before giving up; each try costs one short query.
@@ -44,16 +43,19 @@ class LeaseExpired(Exception):
 def task_lease_next(*, annotator: AbstractBaseUser, project: Project, now: datetime) -> Assignment | None:
     """The annotator's task to work on: its unexpired lease if it has one, else a new lease, else None."""
     with transaction.atomic():
-        # One request per annotator at a time: a double click on "next" must not take two leases.
-        annotator_lock(annotator=annotator)
-        place = lease_place(annotator=annotator, project=project, now=now)
-        if place.current_assignment_id is not None:
-            return assignment_served(assignment_id=place.current_assignment_id)
-        arm = arm_draw(annotator=annotator, project=project, served=place.served)
+        # Also the lock that runs one request per annotator at a time: a double click on "next" must
+        # not take two leases. Read after it, the current lease includes one a double click just took.
+        served = _served_count_take(annotator=annotator, project=project)
+        current_assignment_id = lease_current(annotator=annotator, project=project, now=now)
+        if current_assignment_id is not None:
+            _served_count_give_back(annotator_id=annotator.pk, project_id=project.pk)
+            return assignment_served(assignment_id=current_assignment_id)
+        arm = arm_draw(annotator=annotator, project=project, served=served)
         # The no-highlight arm shows nothing TLDR wrote, so it need not wait for detection.
         statuses = [Task.Status.READY, Task.Status.PENDING] if arm == Arm.NONE else [Task.Status.READY]
         found = _task_with_free_slot_lock(annotator=annotator, project=project, now=now, statuses=statuses)
         if found is None:
+            _served_count_give_back(annotator_id=annotator.pk, project_id=project.pk)
             return None
         task, own_assignment_id = found
         expires_at = now + timedelta(seconds=project.lease_seconds)
@@ -64,12 +66,41 @@ def task_lease_next(*, annotator: AbstractBaseUser, project: Project, now: datet
             row_insert(assignment)  # hand-written (see `annotator.sql`): "next" is made all day
             return assignment
         # The annotator's own lease on this task had expired and nobody took the slot: it comes back
-        # with its arm, events and draft, so its timing and text carry on.
+        # with its arm, events and draft, so its timing and text carry on. It was counted when first served.
+        _served_count_give_back(annotator_id=annotator.pk, project_id=project.pk)
         assignment = Assignment.objects.get(pk=own_assignment_id)
         assignment.task = task
         assignment.leased_at, assignment.expires_at = now, expires_at
         assignment.save(update_fields=["leased_at", "expires_at"])
         return assignment
+
+
+def _served_count_take(*, annotator: AbstractBaseUser, project: Project) -> int:
+    """Count the new task this "next" is about to serve in the annotator's `QueuePlace` (made on its
+    first "next" in the project) and return the count before it: where its arm draw stands.
+
+    The row stays locked until the transaction ends. Counting up front, in the statement that takes
+    the lock, keeps the common call (a new lease) at one statement; the calls that serve no new task
+    give the count back.
+    """
+    (served,) = fetch_one(
+        """
+        INSERT INTO annotator_queueplace (project_id, annotator_id, served) VALUES (%s, %s, 1)
+        ON CONFLICT (project_id, annotator_id) DO UPDATE SET served = annotator_queueplace.served + 1
+        RETURNING served
+        """,
+        [project.pk, annotator.pk],
+    )
+    return served - 1
+
+
+def _served_count_give_back(*, annotator_id: int, project_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE annotator_queueplace SET served = served - 1"
+            " WHERE project_id = %s AND annotator_id = %s AND served > 0",
+            [project_id, annotator_id],
+        )
 
 
 def _task_with_free_slot_lock(
@@ -123,6 +154,8 @@ def task_skip(*, annotator: AbstractBaseUser, task: Task) -> None:
         if assignment.status == Assignment.Status.LEASED:
             assignment.status = Assignment.Status.SKIPPED
             assignment.save(update_fields=["status"])
+            # Skipped tasks are not counted: the arm it skipped comes back on its next task.
+            _served_count_give_back(annotator_id=annotator.pk, project_id=task.project_id)
 
 
 def events_record(*, annotator: AbstractBaseUser, task: Task, events: list[ClientEvent]) -> None:

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from annotator.models import Assignment
+from annotator.models import Assignment, QueuePlace
 from annotator.services.leases import task_lease_next
 from tests.annotator.factories import AnnotatorFactory, ProjectFactory, TaskFactory
 
@@ -63,3 +63,4 @@ def test_one_annotator_double_clicking_next_gets_one_lease():
 
     with ThreadPoolExecutor(8) as pool:
         assert len(set(pool.map(lease, range(8)))) == 1
+    assert QueuePlace.objects.get(annotator=person, project=project).served == 1

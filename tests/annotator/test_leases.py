@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from annotator.models import Arm, Assignment, Task
+from annotator.models import Arm, Assignment, QueuePlace, Task
 from annotator.services.arms import arm_draw
 from annotator.services.leases import LeaseExpired, lease_renew, task_lease_next, task_skip
 from tests.annotator.factories import AnnotatorFactory, ProjectFactory, TaskFactory
@@ -128,3 +128,37 @@ def test_a_skipped_task_does_not_use_up_its_arm(annotator, project, now):
     task_skip(annotator=annotator, task=first.task)
     second = task_lease_next(annotator=annotator, project=project, now=now)
     assert first.arm == second.arm == expected
+
+
+def _served(annotator, project) -> int:
+    return QueuePlace.objects.get(annotator=annotator, project=project).served
+
+
+def test_served_counts_new_leases_and_not_resumes_skips_returns_or_empty_queues(annotator, project, now):
+    first_task, second_task = TaskFactory.create_batch(2, project=project)
+    first = task_lease_next(annotator=annotator, project=project, now=now)
+    assert (first.task, _served(annotator, project)) == (first_task, 1)
+    task_lease_next(annotator=annotator, project=project, now=now)  # a reload resumes it
+    assert _served(annotator, project) == 1
+    task_skip(annotator=annotator, task=first.task)
+    assert _served(annotator, project) == 0
+    second = task_lease_next(annotator=annotator, project=project, now=now)
+    assert (second.task, _served(annotator, project)) == (second_task, 1)
+    later = now + timedelta(seconds=project.lease_seconds + 1)  # its lease expired and nobody took the task
+    assert task_lease_next(annotator=annotator, project=project, now=later).pk == second.pk
+    assert _served(annotator, project) == 1
+    Assignment.objects.filter(pk=second.pk).update(status=Assignment.Status.SUBMITTED)
+    assert task_lease_next(annotator=annotator, project=project, now=later) is None
+    assert _served(annotator, project) == 1
+    assert not QueuePlace.objects.exclude(project=project).exists()
+
+
+def test_the_arm_is_drawn_at_the_annotators_place_however_it_got_there(annotator, project, now):
+    """The count, not the rows: a long history costs "next" nothing, and deleted rows leave the place as it is."""
+    TaskFactory.create_batch(2, project=project)
+    first_arm = arm_draw(annotator=annotator, project=project, served=0)  # what counting its (no) rows gives
+    place = next(n for n in range(1, 100) if arm_draw(annotator=annotator, project=project, served=n) != first_arm)
+    QueuePlace.objects.create(annotator=annotator, project=project, served=place)
+    assignment = task_lease_next(annotator=annotator, project=project, now=now)
+    assert assignment.arm == arm_draw(annotator=annotator, project=project, served=place)
+    assert _served(annotator, project) == place + 1

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 BEFORE_REPORT_COLUMNS = [("annotator", "0007_job_training")]
 AFTER_REPORT_COLUMNS = [("annotator", "0010_correction_report_columns_required")]
+AFTER_QUEUE_PLACE = [("annotator", "0011_queue_place")]
 
 
 def _migrate(targets: list[tuple[str, str]]):
@@ -63,6 +64,42 @@ def test_report_columns_are_filled_from_each_corrections_task_and_text():
     Correction = apps.get_model("annotator", "Correction")
     assert {c.pk: (c.project_id, c.original_words) for c in Correction.objects.all()} == expected
     assert sorted(words for _, words in expected.values()) == [3, 5]
+    _migrate(_latest())
+
+
+def test_queue_places_count_each_annotators_assignments_per_project_except_skipped_ones():
+    apps = _migrate(AFTER_REPORT_COLUMNS)
+    User, Project = apps.get_model("auth", "User"), apps.get_model("annotator", "Project")
+    Image, Caption = apps.get_model("annotator", "Image"), apps.get_model("annotator", "Caption")
+    Task, Assignment = apps.get_model("annotator", "Task"), apps.get_model("annotator", "Assignment")
+    ann, bob = (User.objects.create(username=name) for name in ("ann-0011", "bob-0011"))
+    one, two = (Project.objects.create(name=name) for name in ("one-0011", "two-0011"))
+    now = timezone.now()
+    statuses = {
+        (ann, one): ["submitted", "submitted", "leased", "skipped"],
+        (ann, two): ["skipped"],
+        (bob, two): ["leased", "submitted"],
+    }
+    for index, ((user, project), user_statuses) in enumerate(statuses.items()):
+        for number, status in enumerate(user_statuses):
+            image = Image.objects.create(
+                project=project,
+                file=f"images/{index}-{number}.png",
+                sha256=f"{index:032d}{number:032d}",
+                width=8,
+                height=8,
+                original_name=f"{index}-{number}.png",
+            )
+            task = Task.objects.create(project=project, caption=Caption.objects.create(image=image, text="a"))
+            Assignment.objects.create(
+                task=task, annotator=user, arm="tokens", status=status, leased_at=now, expires_at=now, served_at=now
+            )
+
+    apps = _migrate(AFTER_QUEUE_PLACE)
+    places = apps.get_model("annotator", "QueuePlace").objects.values_list(
+        "annotator__username", "project__name", "served"
+    )
+    assert sorted(places) == [("ann-0011", "one-0011", 3), ("bob-0011", "two-0011", 2)]
     _migrate(_latest())
 
 
