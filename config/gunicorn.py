@@ -18,6 +18,12 @@ part of 4 x 4's throughput comes from serving a few connections with little cont
 annotators who look at each task first (`--think-ms 400`, 64/s on that machine) 4 x 4 spread them
 32-52, about as the random think times do, so the defaults favour throughput.
 
+On a faster 2-core machine (bench/results/load_test*.json) 4 x 4 did 181 corrections/s at 8
+annotators and 174/s at 32 in a closed loop (next p95 253 ms; by Little's law 32 annotators with no
+think time wait 32 / 174 s a cycle on average, however the server is configured). Paced, with 150 ms
+of think time on average: 150-161/s with next p95 57-68 ms; 2 x 8, 3 x 4 and 4 x 4 without the
+access log landed within that spread.
+
 Each thread holds one persistent database connection (CONN_MAX_AGE), so PostgreSQL sees workers x
 threads connections: 16 by default on 2 cores, well inside its default 100.
 
