@@ -152,14 +152,15 @@ class TaskSubmitApi(APIView):
     )
     def post(self, request, task_id: int) -> Response:
         submitted = _SUBMIT_INPUT.run_validation(request.data)  # a 400 with the fields' errors, as is_valid raises
-        task = _task_get(task_id)
         try:
-            correction, created = correction_submit(annotator=request.user, task=task, now=timezone.now(), **submitted)
+            correction, created = correction_submit(
+                annotator=request.user, task_id=task_id, now=timezone.now(), **submitted
+            )
         except AssignmentNotFound:
             return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
         except LeaseExpired as error:
             return _lease_expired(error)
-        body = {"correction_id": correction.pk, "next": f"/api/projects/{task.project_id}/tasks/next/"}
+        body = {"correction_id": correction.pk, "next": f"/api/projects/{correction.project_id}/tasks/next/"}
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 

@@ -35,11 +35,6 @@ def _task_from_row(row: tuple) -> Task:
     return task
 
 
-def task_lock(*, task: Task) -> None:
-    """Row-lock the task until the transaction ends (and nothing through a join: see `correction_submit`)."""
-    fetch_one(f"SELECT id FROM annotator_task WHERE id = %s{for_update()}", [task.pk])
-
-
 def lease_current(*, annotator: AbstractBaseUser, project: Project, now: datetime) -> int | None:
     """The id of the annotator's unexpired lease in `project`: what a reload resumes."""
     row = fetch_one(
@@ -70,6 +65,9 @@ def task_open_lock(
     """The first task in `project`'s queue, by priority, with a free slot that `annotator` has neither
     corrected nor skipped, row-locked, with its caption; tasks in `passed_over` are not considered.
 
+    The caption's current detection comes along (None if it has none), as `detection_read` on the
+    caption: `task_served` shows it without a statement of its own.
+
     The slot count here is a filter on a snapshot; `task_lease_next` counts again under the task's
     row lock before it takes the slot. Both conditions are correlated subqueries on the few tasks at
     the head of the queue (index probes on assignment (task, …)), so the query costs the same whether
@@ -80,8 +78,9 @@ def task_open_lock(
     not_passed_over = f"AND t.id NOT IN ({placeholders(passed_over)})" if passed_over else ""
     row = fetch_one(
         f"""
-        SELECT {TASK_AND_CAPTION}
+        SELECT {TASK_AND_CAPTION}, {select_list("d", DETECTION_COLUMNS)}
         FROM annotator_task t JOIN annotator_caption c ON c.id = t.caption_id
+        LEFT JOIN annotator_detection d ON d.caption_id = c.id AND d.is_current
         WHERE t.project_id = %s AND t.status IN ({placeholders(statuses)}) {not_passed_over}
           AND NOT EXISTS (
             SELECT 1 FROM annotator_assignment finished
@@ -102,7 +101,14 @@ def task_open_lock(
             *(submitted, leased, connection.ops.adapt_datetimefield_value(now), project.overlap),
         ],
     )
-    return None if row is None else _task_from_row(row)
+    if row is None:
+        return None
+    task = _task_from_row(row)
+    detection_row = row[-len(DETECTION_COLUMNS) :]
+    task.caption.detection_read = (
+        None if detection_row[0] is None else model_from_row(Detection, DETECTION_COLUMNS, detection_row)
+    )
+    return task
 
 
 @dataclass(frozen=True)
@@ -131,15 +137,17 @@ def task_slots(*, task: Task, annotator: AbstractBaseUser, now: datetime) -> Tas
     return TaskSlots(held=held, own_assignment_id=own_assignment_id)
 
 
-def task_get(*, task_id: int) -> Task | None:
-    """A task with its project and caption: what every call on a served task reads first."""
+def task_get(*, task_id: int, lock: bool = False) -> Task | None:
+    """A task with its project and caption: what every call on a served task reads first. With `lock`,
+    the task row (and nothing through the joins: a lock on the project would queue every submit of
+    the project) stays locked until the transaction ends."""
     row = fetch_one(
         f"""
         SELECT {TASK_AND_CAPTION}, {select_list("p", PROJECT_COLUMNS)}
         FROM annotator_task t
         JOIN annotator_caption c ON c.id = t.caption_id
         JOIN annotator_project p ON p.id = t.project_id
-        WHERE t.id = %s
+        WHERE t.id = %s{for_update(of="t") if lock else ""}
         """,
         [task_id],
     )
@@ -206,7 +214,10 @@ def task_served(*, assignment: Assignment) -> dict:
     """
     task, project = assignment.task, assignment.task.project
     caption = task.caption
-    detection = detection_current(caption_id=caption.pk)
+    if hasattr(caption, "detection_read"):  # a new lease: the queue's head query brought it along
+        detection = caption.detection_read
+    else:
+        detection = detection_current(caption_id=caption.pk)
     if detection is not None:
         words = [dict(word) for word in detection.words]
     else:

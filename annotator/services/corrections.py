@@ -9,7 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
 from annotator.models import Assignment, Correction, Task, caption_words
-from annotator.selectors.tasks import assignment_for_submit, task_lock
+from annotator.selectors.tasks import AssignmentNotFound, assignment_for_submit, task_get
 from annotator.services.leases import LeaseExpired, lease_lost_detail
 from annotator.services.timing import ClientEvent, active_seconds, events_merge
 from annotator.sql import row_insert, row_update
@@ -19,7 +19,7 @@ from reward.alignment import word_labels_from_correction
 def correction_submit(
     *,
     annotator: AbstractBaseUser,
-    task: Task,
+    task_id: int,
     corrected_text: str,
     client_submission_id: uuid.UUID,
     events: list[ClientEvent],
@@ -27,6 +27,7 @@ def correction_submit(
 ) -> tuple[Correction, bool]:
     """The correction and whether this call created it.
 
+    `AssignmentNotFound` if the annotator was never given the task (or there is no such task).
     The same `client_submission_id` again (a double click, a retried request) returns the first
     correction. A lease that is gone raises `LeaseExpired` carrying the text; the text is also kept
     as the assignment's draft, so if the caption comes back to this annotator the work is still there.
@@ -39,10 +40,11 @@ def correction_submit(
     """
     try:
         with transaction.atomic():
-            # Task first, then assignment: the order `task_lease_next` takes them in. Only the task row
-            # is locked (a lock taken through a join to the project would queue every submit of the
-            # project); its caption and project are the caller's, read with the task.
-            task_lock(task=task)
+            # Task first, then assignment: the order `task_lease_next` takes them in. The task is read
+            # with its caption and project in the statement that locks it.
+            task = task_get(task_id=task_id, lock=True)
+            if task is None:
+                raise AssignmentNotFound(f"there is no task {task_id}")
             assignment, submitted = assignment_for_submit(annotator=annotator, task=task)
             if assignment.status == Assignment.Status.LEASED and assignment.expires_at > now:
                 correction = _correction_create(

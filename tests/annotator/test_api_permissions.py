@@ -115,7 +115,7 @@ def test_annotator_sees_only_its_own_corrections_and_projects(api, world, annota
     for lease in (world["own"], world["admins"]):
         correction_submit(
             annotator=lease.annotator,
-            task=lease.task,
+            task_id=lease.task_id,
             corrected_text="fixed",
             client_submission_id=lease.client_submission_id,
             events=[],

@@ -142,3 +142,10 @@ def test_session_clients_need_csrf(annotator, project):
     client = APIClient(enforce_csrf_checks=True)
     client.force_login(annotator)
     assert client.post(f"/api/projects/{project.pk}/tasks/next/").status_code == 403
+
+
+def test_a_task_that_does_not_exist_is_404_and_nothing_is_written(client_of, project):
+    body = {"events": [], "corrected_text": "x", "client_submission_id": str(uuid.uuid4())}
+    for action in ("heartbeat", "skip", "submit", "events"):
+        assert client_of.post(f"/api/tasks/987654/{action}/", body, format="json").status_code == 404
+    assert not Correction.objects.exists()

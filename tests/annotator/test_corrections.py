@@ -27,7 +27,7 @@ def test_submit_stores_word_labels_insertions_arm_and_timing(annotator, project,
     events = [{"type": "shown", "t_ms": T0, "data": {}}, {"type": "edit", "t_ms": T0 + 4_000, "data": {}}]
     correction, created = correction_submit(
         annotator=annotator,
-        task=assignment.task,
+        task_id=assignment.task_id,
         corrected_text="two green circles left of a big blue square",
         client_submission_id=assignment.client_submission_id,
         events=events,
@@ -49,7 +49,7 @@ def test_double_submit_makes_one_correction(annotator, project, now):
     assignment = _lease(annotator, project, now)
     arguments = {
         "annotator": annotator,
-        "task": assignment.task,
+        "task_id": assignment.task_id,
         "corrected_text": "two red circles",
         "client_submission_id": assignment.client_submission_id,
         "events": [],
@@ -68,7 +68,7 @@ def test_submit_after_the_lease_expired_raises_and_keeps_the_text_as_draft(annot
     with pytest.raises(LeaseExpired) as raised:
         correction_submit(
             annotator=annotator,
-            task=assignment.task,
+            task_id=assignment.task_id,
             corrected_text="my careful fix",
             client_submission_id=assignment.client_submission_id,
             events=[],
@@ -90,7 +90,7 @@ def test_submit_after_someone_else_took_the_expired_slot_is_refused(annotator, p
     with pytest.raises(LeaseExpired):
         correction_submit(
             annotator=annotator,
-            task=assignment.task,
+            task_id=assignment.task_id,
             corrected_text="too late",
             client_submission_id=assignment.client_submission_id,
             events=[],
@@ -106,7 +106,7 @@ def test_task_is_done_only_after_k_corrections(now):
         assignment = task_lease_next(annotator=person, project=project, now=now)
         correction_submit(
             annotator=person,
-            task=task,
+            task_id=task.pk,
             corrected_text="fixed",
             client_submission_id=assignment.client_submission_id,
             events=[],
@@ -128,7 +128,7 @@ def test_events_across_a_reload_are_counted_once(annotator, project, now):
     ]
     correction, _ = correction_submit(
         annotator=annotator,
-        task=assignment.task,
+        task_id=assignment.task_id,
         corrected_text="two red circles",
         client_submission_id=assignment.client_submission_id,
         events=first_load + second_load,
@@ -142,7 +142,7 @@ def test_different_client_id_after_submit_is_refused_not_duplicated(annotator, p
     assignment = _lease(annotator, project, now)
     correction_submit(
         annotator=annotator,
-        task=assignment.task,
+        task_id=assignment.task_id,
         corrected_text="first",
         client_submission_id=assignment.client_submission_id,
         events=[],
@@ -151,7 +151,7 @@ def test_different_client_id_after_submit_is_refused_not_duplicated(annotator, p
     with pytest.raises(LeaseExpired, match="already submitted"):
         correction_submit(
             annotator=annotator,
-            task=assignment.task,
+            task_id=assignment.task_id,
             corrected_text="second",
             client_submission_id=uuid.uuid4(),
             events=[],

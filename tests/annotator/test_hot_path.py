@@ -23,12 +23,13 @@ from tests.annotator.factories import (
 pytestmark = pytest.mark.django_db
 
 # Statements per call, the transaction's BEGIN and COMMIT (or savepoint) included. Next: token and role,
-# project, BEGIN, the annotator's queue place (counted and locked), its current lease, the queue's head (locked), the
-# head's slots, the lease's INSERT, COMMIT, the caption's detection. Submit: token and role, task,
-# BEGIN, the task's lock, the assignment with the task's count of corrections, the correction's INSERT,
-# the assignment's UPDATE, the task's UPDATE (done: overlap 1 here), COMMIT.
-NEXT_STATEMENTS = 10
-SUBMIT_STATEMENTS = 9
+# project, BEGIN, the annotator's queue place (counted and locked), its current lease, the queue's head
+# with its caption's detection (locked), the head's slots, the lease's INSERT, COMMIT. Submit: token and
+# role, BEGIN, the task with its caption and project (locked), the assignment with the task's count of
+# corrections, the correction's INSERT, the assignment's UPDATE, the task's UPDATE (done: overlap 1
+# here), COMMIT.
+NEXT_STATEMENTS = 9
+SUBMIT_STATEMENTS = 8
 
 
 def _token_client(user) -> APIClient:
