@@ -1,4 +1,5 @@
 import random
+import statistics
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from shapeworld.grammar import PLURALS, caption_write
 from shapeworld.parser import caption_parse
 from shapeworld.perturb import caption_perturb_any
 from shapeworld.render import scene_render
-from shapeworld.scene import SHAPES, ObjectGroup, Scene, scene_sample
+from shapeworld.scene import COLOURS, SHAPES, ObjectGroup, Scene, scene_sample
 from training.verifier import (
     Verifier,
     VerifierConfig,
@@ -115,11 +116,27 @@ def test_spans_point_at_the_shape_nouns(trained):
 
 
 def test_a_phrase_is_scored_whole_not_by_its_noun_alone(trained):
+    """The same noun in another colour: a verifier that scored the noun alone would score both alike.
+
+    Averaged over scenes: the micro model tells present from absent phrases at an AUC of about 0.75,
+    so a single pair of phrases can come out either way (and did, on another CPU's arithmetic).
+    """
     verifier = Verifier.load(trained[1])
-    image = scene_render(SCENE)
-    captions = ["there is a small red circle .", "there is a small red triangle ."]
-    present, absent = (row[0][2] for row in entity_scores(verifier, [image, image], captions))
-    assert present > absent
+    rng = random.Random(3)
+    images, present_captions, recoloured_captions = [], [], []
+    while len(images) < 40:
+        scene = scene_sample(rng)
+        group = next((group for group in scene.groups if group.count == 1), None)
+        if group is None:
+            continue
+        taken = {other.colour for other in scene.groups if other.shape == group.shape}
+        colour = rng.choice([colour for colour in COLOURS if colour not in taken])
+        images.append(scene_render(scene))
+        present_captions.append(f"there is a {group.size} {group.colour} {group.shape} .")
+        recoloured_captions.append(f"there is a {group.size} {colour} {group.shape} .")
+    present = [row[0][2] for row in entity_scores(verifier, images, present_captions)]
+    recoloured = [row[0][2] for row in entity_scores(verifier, images, recoloured_captions)]
+    assert statistics.fmean(present) > statistics.fmean(recoloured)
 
 
 def test_correct_entities_score_above_hallucinated_ones_on_average(trained):
