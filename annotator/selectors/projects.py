@@ -3,8 +3,9 @@
 Roles: an admin is a Django staff user; an annotator is a member of the group `annotator` (created
 by a migration). Membership of a project is `Project.annotators`.
 
-`token_user` and `project_visible` answer the questions every call of the task API asks (who is this
-token, may it annotate, may it see this project) in hand-written SQL (see `annotator.sql`).
+`token_user` (or, for a logged-in browser, `user_with_role`) and `project_visible` answer the questions
+every call of the task API asks (who is this, may it annotate, may it see this project) in hand-written
+SQL (see `annotator.sql`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from annotator.sql import columns_of, fetch_one, model_from_row, select_list
 
 ANNOTATOR_GROUP = "annotator"
 PROJECT_COLUMNS = columns_of(Project)
-# Whether a user is in the group `annotator`, set on the user object by `token_user`, which reads it
-# with the user; `user_is_annotator` then asks the database nothing.
+# Whether a user is in the group `annotator`, set on the user object by `token_user` and `user_with_role`,
+# which read it with the user; `user_is_annotator` then asks the database nothing.
 IN_ANNOTATOR_GROUP = "in_annotator_group"
 
 
@@ -42,6 +43,13 @@ def user_is_annotator(user: AbstractBaseUser) -> bool:
     return bool(in_group)
 
 
+# The user's annotator role, as a column of a statement that reads the user `u`; its parameter is the group.
+_IN_ANNOTATOR_GROUP_COLUMN = """EXISTS (
+    SELECT 1 FROM auth_user_groups member JOIN auth_group g ON g.id = member.group_id
+    WHERE member.user_id = u.id AND g.name = %s
+)"""
+
+
 def token_user(*, key: str) -> tuple[AbstractBaseUser, Token] | None:
     """The user of an API token, with its annotator role read in the same statement, and the token.
 
@@ -51,10 +59,7 @@ def token_user(*, key: str) -> tuple[AbstractBaseUser, Token] | None:
     user_columns = columns_of(user_model)
     row = fetch_one(
         f"""
-        SELECT {select_list("u", user_columns)}, EXISTS (
-            SELECT 1 FROM auth_user_groups member JOIN auth_group g ON g.id = member.group_id
-            WHERE member.user_id = u.id AND g.name = %s
-        )
+        SELECT {select_list("u", user_columns)}, {_IN_ANNOTATOR_GROUP_COLUMN}
         FROM authtoken_token t JOIN auth_user u ON u.id = t.user_id
         WHERE t.key = %s
         """,
@@ -62,12 +67,29 @@ def token_user(*, key: str) -> tuple[AbstractBaseUser, Token] | None:
     )
     if row is None:
         return None
-    user = model_from_row(user_model, user_columns, row[:-1])
-    setattr(user, IN_ANNOTATOR_GROUP, bool(row[-1]))
+    user = _user_with_role_from_row(user_columns, row)
     # The token's `created` is deferred: nothing on a request reads it.
     token = model_from_row(Token, ["key", "user_id"], [key, user.pk])
     token.user = user
     return user, token
+
+
+def user_with_role(*, user_id: int) -> AbstractBaseUser | None:
+    """A user with its annotator role read in the same statement: what every request of a logged-in
+    browser loads from its session (`annotator.backends.RoleModelBackend`)."""
+    user_columns = columns_of(get_user_model())
+    row = fetch_one(
+        f"SELECT {select_list('u', user_columns)}, {_IN_ANNOTATOR_GROUP_COLUMN} FROM auth_user u WHERE u.id = %s",
+        [ANNOTATOR_GROUP, user_id],
+    )
+    return None if row is None else _user_with_role_from_row(user_columns, row)
+
+
+def _user_with_role_from_row(user_columns: list[str], row: tuple) -> AbstractBaseUser:
+    """The user from a row of its columns followed by `_IN_ANNOTATOR_GROUP_COLUMN`."""
+    user = model_from_row(get_user_model(), user_columns, row[:-1])
+    setattr(user, IN_ANNOTATOR_GROUP, bool(row[-1]))
+    return user
 
 
 def projects_visible(*, user: AbstractBaseUser) -> QuerySet[Project]:

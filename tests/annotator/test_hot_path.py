@@ -30,6 +30,8 @@ pytestmark = pytest.mark.django_db
 # here), COMMIT.
 NEXT_STATEMENTS = 9
 SUBMIT_STATEMENTS = 8
+# A logged-in browser's calls read its session and then its user with the role, where a token's read both.
+SESSION_STATEMENTS_MORE = 1
 
 
 def _token_client(user) -> APIClient:
@@ -113,3 +115,39 @@ def test_a_token_of_an_annotator_outside_the_project_gets_404(project):
     response = _token_client(AnnotatorFactory()).post(f"/api/projects/{project.pk}/tasks/next/")
     assert response.status_code == 404
     assert not Assignment.objects.exists()
+
+
+def test_a_logged_in_browser_takes_one_statement_more_than_a_token(annotator, django_assert_num_queries):
+    project = ProjectFactory(members=[annotator], overlap=1)
+    for task in TaskFactory.create_batch(2, project=project):
+        DetectionFactory(caption=task.caption)
+    client = APIClient()
+    client.force_login(annotator)
+    for _ in range(2):
+        with django_assert_num_queries(NEXT_STATEMENTS + SESSION_STATEMENTS_MORE):
+            task = client.post(f"/api/projects/{project.pk}/tasks/next/").json()["task"]
+        with django_assert_num_queries(SUBMIT_STATEMENTS + SESSION_STATEMENTS_MORE):
+            response = client.post(f"/api/tasks/{task['id']}/submit/", _correction_of(task), format="json")
+        assert response.status_code == 201
+
+
+def test_a_logged_in_browser_loses_the_role_at_its_next_call_and_old_sessions_stay_signed_in(project):
+    TaskFactory.create_batch(2, project=project)
+    person = AnnotatorFactory()
+    project.annotators.add(person)
+    client = APIClient()
+    client.force_login(person)
+    assert client.post(f"/api/projects/{project.pk}/tasks/next/").status_code == 200
+    person.groups.clear()
+    response = client.post(f"/api/projects/{project.pk}/tasks/next/")
+    assert response.status_code == 403 and "annotator" in response.json()["detail"]
+    # A session from before RoleModelBackend names Django's ModelBackend: still signed in, role checked.
+    other = AnnotatorFactory()
+    project.annotators.add(other)
+    old_session = APIClient()
+    old_session.force_login(other, backend="django.contrib.auth.backends.ModelBackend")
+    assert old_session.post(f"/api/projects/{project.pk}/tasks/next/").status_code == 200
+    other.is_active = False
+    other.save(update_fields=["is_active"])
+    client.force_login(other)
+    assert client.post(f"/api/projects/{project.pk}/tasks/next/").status_code == 403
