@@ -3,6 +3,7 @@
     python bench/hot_path_profile.py [--pairs 400] [--tasks 3000] [--database-url postgres://…/tldr_profile]
     python bench/hot_path_profile.py --cprofile 200 --show-sql   # plus a profile's top lists and the SQL
     python bench/hot_path_profile.py --history 20000   # annotators with 20,000 corrections behind them
+    python bench/hot_path_profile.py --auth session     # logged-in browsers instead of API tokens
 
 What bench/load_test.py's server spends per pair of calls, without gunicorn, sockets or a second
 process: the database is created afresh (dropped first if it exists; a `sqlite:///…` URL works too)
@@ -63,10 +64,12 @@ class HotPath:
     """Annotators taking turns against a WSGI application: `next()` is the next annotator's call for
     its next task, `submit()` that annotator's correction of it; both check the answer."""
 
-    def __init__(self, *, application: Callable, project_id: int, tokens: list[str], seed: int = 0) -> None:
+    def __init__(
+        self, *, application: Callable, project_id: int, credentials: list[dict[str, str]], seed: int = 0
+    ) -> None:
         self.application = application
         self.next_path = f"/api/projects/{project_id}/tasks/next/"
-        self.tokens = tokens
+        self.credentials = credentials  # per annotator: the request headers that say who it is
         self.turn = -1
         self.rng = random.Random(seed)
         self.task: dict | None = None
@@ -83,7 +86,6 @@ class HotPath:
             "SERVER_PROTOCOL": "HTTP/1.1",
             "REMOTE_ADDR": "127.0.0.1",
             "HTTP_HOST": "127.0.0.1",
-            "HTTP_AUTHORIZATION": f"Token {self.tokens[self.turn]}",
             "HTTP_X_FORWARDED_PROTO": "https",
             "HTTP_ACCEPT": "application/json",
             "CONTENT_TYPE": "application/json",
@@ -95,6 +97,7 @@ class HotPath:
             "wsgi.multithread": True,
             "wsgi.multiprocess": True,
             "wsgi.run_once": False,
+            **self.credentials[self.turn],
         }
         statuses: list[str] = []
 
@@ -109,7 +112,7 @@ class HotPath:
         return int(statuses[0].split()[0]), payload
 
     def next(self) -> None:
-        self.turn = (self.turn + 1) % len(self.tokens)
+        self.turn = (self.turn + 1) % len(self.credentials)
         status, payload = self.post(self.next_path, b"")
         if status != 200:
             raise RuntimeError(f"next task answered {status}: {payload[:300]!r}; seed more tasks (--tasks)")
@@ -206,6 +209,28 @@ def cprofile_pass(hot_path: HotPath, pairs: int, top: int) -> str:
     return out.getvalue()
 
 
+def session_headers(user_id: int) -> dict[str, str]:
+    """The headers of a logged-in browser: its session cookie, and the CSRF cookie, header and origin
+    that Django asks of a session's POST over HTTPS."""
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.utils.crypto import get_random_string
+
+    user = get_user_model().objects.get(pk=user_id)
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    csrf = get_random_string(32)
+    return {
+        "HTTP_COOKIE": f"{settings.SESSION_COOKIE_NAME}={session.session_key}; {settings.CSRF_COOKIE_NAME}={csrf}",
+        "HTTP_X_CSRFTOKEN": csrf,
+        "HTTP_ORIGIN": "https://127.0.0.1",
+    }
+
+
 def history_seed(*, project_id: int, annotator_ids: list[int], n_tasks: int) -> None:
     """`n_tasks` captions of the project that every annotator has already corrected (done tasks, each
     with a submitted assignment per annotator): the history of annotators who have been at it a while."""
@@ -275,6 +300,9 @@ def main() -> None:
     parser.add_argument(
         "--history", type=int, default=0, metavar="N", help="captions each annotator corrected before the run"
     )
+    parser.add_argument(
+        "--auth", choices=("token", "session"), default="token", help="API clients, or logged-in browsers"
+    )
     parser.add_argument("--cprofile", type=int, default=0, metavar="N", help="also profile N pairs under cProfile")
     parser.add_argument("--top", type=int, default=35, help="functions in each cProfile list")
     parser.add_argument("--show-sql", action="store_true", help="print the statements of one pair")
@@ -303,7 +331,11 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)  # no collectstatic here
     application = get_wsgi_application()
     import_module(settings.ROOT_URLCONF)
-    hot_path = HotPath(application=application, project_id=project_id, tokens=[token for _, token in annotators])
+    if args.auth == "session":
+        credentials = [session_headers(user_id) for user_id, _ in annotators]
+    else:
+        credentials = [{"HTTP_AUTHORIZATION": f"Token {token}"} for _, token in annotators]
+    hot_path = HotPath(application=application, project_id=project_id, credentials=credentials)
     for _ in range(WARM_UP_PAIRS):
         hot_path.pair()
     if connection.vendor == "postgresql":
@@ -317,6 +349,7 @@ def main() -> None:
         "database": connection.vendor,
         "pairs": args.pairs,
         "history": args.history,
+        "auth": args.auth,
         "cpu_ms_per_call": cpu_ms,
         "queries_per_call": queries,
     }

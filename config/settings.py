@@ -123,6 +123,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_db.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Sessions in the database, read on every call of a logged-in browser with one hand-written statement.
+SESSION_ENGINE = "annotator.sessions"
+
 # Logins go through RoleModelBackend. ModelBackend stays listed so that sessions made before it (which
 # name ModelBackend) stay signed in; a wrong password is then checked by both.
 AUTHENTICATION_BACKENDS = ["annotator.backends.RoleModelBackend", "django.contrib.auth.backends.ModelBackend"]
