@@ -54,7 +54,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.load_test import database_create, one_word_changed, project_seed, server_env  # noqa: E402
+from bench.load_test import (  # noqa: E402
+    browser_credentials,
+    database_create,
+    one_word_changed,
+    project_seed,
+    server_env,
+)
 
 WARM_UP_PAIRS = 30
 ANNOTATORS = 2  # the project's overlap (bench/load_test.py's OVERLAP): see the docstring
@@ -209,28 +215,6 @@ def cprofile_pass(hot_path: HotPath, pairs: int, top: int) -> str:
     return out.getvalue()
 
 
-def session_headers(user_id: int) -> dict[str, str]:
-    """The headers of a logged-in browser: its session cookie, and the CSRF cookie, header and origin
-    that Django asks of a session's POST over HTTPS."""
-    from django.conf import settings
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
-    from django.contrib.sessions.backends.db import SessionStore
-    from django.utils.crypto import get_random_string
-
-    user = get_user_model().objects.get(pk=user_id)
-    session = SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    session.create()
-    csrf = get_random_string(32)
-    return {
-        "HTTP_COOKIE": f"{settings.SESSION_COOKIE_NAME}={session.session_key}; {settings.CSRF_COOKIE_NAME}={csrf}",
-        "HTTP_X_CSRFTOKEN": csrf,
-        "HTTP_ORIGIN": "https://127.0.0.1",
-    }
-
-
 def history_seed(*, project_id: int, annotator_ids: list[int], n_tasks: int) -> None:
     """`n_tasks` captions of the project that every annotator has already corrected (done tasks, each
     with a submitted assignment per annotator): the history of annotators who have been at it a while."""
@@ -332,7 +316,14 @@ def main() -> None:
     application = get_wsgi_application()
     import_module(settings.ROOT_URLCONF)
     if args.auth == "session":
-        credentials = [session_headers(user_id) for user_id, _ in annotators]
+        # As a browser on this host sends them, as WSGI puts them in the environ.
+        credentials = [
+            {
+                f"HTTP_{name.upper().replace('-', '_')}": value
+                for name, value in browser_credentials(user_id, origin="https://127.0.0.1").items()
+            }
+            for user_id, _ in annotators
+        ]
     else:
         credentials = [{"HTTP_AUTHORIZATION": f"Token {token}"} for _, token in annotators]
     hot_path = HotPath(application=application, project_id=project_id, credentials=credentials)

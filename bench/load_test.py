@@ -2,10 +2,12 @@
 
     python bench/load_test.py [--levels 1,8,32] [--duration 20] [--database-url postgres://…/tldr_bench]
     python bench/load_test.py --levels 32 --think-ms 200 --out bench/results/load_test_paced.json
+    python bench/load_test.py --auth session --out bench/results/load_test_browsers.json
 
 Creates a fresh PostgreSQL database (dropped first if it exists), migrates it, and seeds one project
 per concurrency level (overlap 2) with ready tasks (caption, detection and image rows bulk-created;
-no model runs) and as many annotators with API tokens as the level has. It then starts gunicorn with
+no model runs) and as many annotators with API tokens (`--auth session`: logged in, as the annotation
+page's browsers are) as the level has. It then starts gunicorn with
 production settings (`DJANGO_ENV=production`, DEBUG off, a random secret key, `config/gunicorn.py`)
 and, per level, runs that many simulated annotators for `--duration` seconds, each in a closed loop
 with no think time (`--think-ms T`: each looks at a task for an exponential time of mean T before it
@@ -81,7 +83,14 @@ def one_word_changed(text: str, rng: random.Random) -> str:
 
 
 def annotator_run(
-    *, port: int, project_id: int, user_id: int, token: str, start_at: float, deadline: float, think_ms: float
+    *,
+    port: int,
+    project_id: int,
+    user_id: int,
+    credentials: dict[str, str],
+    start_at: float,
+    deadline: float,
+    think_ms: float,
 ) -> dict:
     """Next task → correction → next, until `deadline` (epoch seconds); returns the annotator's log.
 
@@ -91,7 +100,7 @@ def annotator_run(
     log = AnnotatorLog(user_id=user_id)
     rng = random.Random(user_id)
     headers = {
-        "Authorization": f"Token {token}",
+        **credentials,  # a token's Authorization header, or a logged-in browser's cookies and CSRF header
         "X-Forwarded-Proto": "https",
         "Content-Type": "application/json",
         "Accept": "application/json",
@@ -150,8 +159,8 @@ def client_process_run(job: dict) -> dict:
     cpu_before = usage.ru_utime + usage.ru_stime
     logs: list[dict] = []
 
-    def run(user_id: int, token: str) -> None:
-        logs.append(annotator_run(user_id=user_id, token=token, **job["shared"]))
+    def run(user_id: int, credentials: dict[str, str]) -> None:
+        logs.append(annotator_run(user_id=user_id, credentials=credentials, **job["shared"]))
 
     threads = [threading.Thread(target=run, args=pair) for pair in job["annotators"]]
     for thread in threads:
@@ -241,22 +250,22 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def server_env(database_url: str) -> dict[str, str]:
-    """Production settings: DEBUG off, a fresh random secret, the bench database."""
+def server_env(database_url: str, secret_key: str | None = None) -> dict[str, str]:
+    """Production settings: DEBUG off, the given secret or a fresh random one, the bench database."""
     return {
         **os.environ,
         "DJANGO_ENV": "production",
         "DEBUG": "false",
-        "SECRET_KEY": secrets.token_urlsafe(50),
+        "SECRET_KEY": secret_key or secrets.token_urlsafe(50),
         "DATABASE_URL": database_url,
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
     }
 
 
-def server_start(*, database_url: str, port: int, log_path: Path) -> subprocess.Popen:
+def server_start(*, database_url: str, port: int, log_path: Path, secret_key: str) -> subprocess.Popen:
     """gunicorn with `config/gunicorn.py`, ready to answer; its output goes to `log_path`."""
     command = [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.py"]
-    env = {**server_env(database_url), "GUNICORN_BIND": f"127.0.0.1:{port}"}
+    env = {**server_env(database_url, secret_key), "GUNICORN_BIND": f"127.0.0.1:{port}"}
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT)
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -291,6 +300,29 @@ def database_create(database_url: str) -> None:
         admin.execute(f'CREATE DATABASE "{name}"')
     env = {**os.environ, "DATABASE_URL": database_url}
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+
+
+def browser_credentials(user_id: int, *, origin: str) -> dict[str, str]:
+    """The headers of a browser logged in as the user: its session cookie, and the CSRF cookie, header
+    and origin that Django asks of a session's POST over HTTPS. The session is signed with this
+    process's SECRET_KEY, which the server must share."""
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.utils.crypto import get_random_string
+
+    user = get_user_model().objects.get(pk=user_id)
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    csrf = get_random_string(32)
+    return {
+        "Cookie": f"{settings.SESSION_COOKIE_NAME}={session.session_key}; {settings.CSRF_COOKIE_NAME}={csrf}",
+        "X-CSRFToken": csrf,
+        "Origin": origin,
+    }
 
 
 def project_seed(*, name: str, n_tasks: int, n_annotators: int, seed: int) -> tuple[int, list[tuple[int, str]]]:
@@ -433,7 +465,7 @@ def level_run(
     *,
     level: int,
     project_id: int,
-    annotators: list[tuple[int, str]],
+    annotators: list[tuple[int, dict[str, str]]],
     port: int,
     server_pid: int,
     duration: float,
@@ -498,6 +530,9 @@ def main() -> None:
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/tldr_bench")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/load_test.json")
     parser.add_argument(
+        "--auth", choices=("token", "session"), default="token", help="API clients, or logged-in browsers"
+    )
+    parser.add_argument(
         "--think-ms",
         type=float,
         default=0.0,
@@ -508,7 +543,8 @@ def main() -> None:
 
     print(f"creating {args.database_url} and seeding {len(levels)} projects of {args.tasks} tasks …", flush=True)
     database_create(args.database_url)
-    os.environ["DATABASE_URL"] = args.database_url
+    secret_key = secrets.token_urlsafe(50)  # the server's, and this process's: it signs the browsers' sessions
+    os.environ.update({"DATABASE_URL": args.database_url, "SECRET_KEY": secret_key})
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
@@ -522,12 +558,21 @@ def main() -> None:
     warm_up = project_seed(
         name="load-warm-up", n_tasks=WARM_UP_ANNOTATORS * 200, n_annotators=WARM_UP_ANNOTATORS, seed=0
     )
+    port = _free_port()
+
+    def credentials(annotators: list[tuple[int, str]]) -> list[tuple[int, dict[str, str]]]:
+        if args.auth == "session":
+            origin = f"https://127.0.0.1:{port}"
+            return [(user_id, browser_credentials(user_id, origin=origin)) for user_id, _ in annotators]
+        return [(user_id, {"Authorization": f"Token {token}"}) for user_id, token in annotators]
+
+    seeded = {level: (project_id, credentials(annotators)) for level, (project_id, annotators) in seeded.items()}
+    warm_up = (warm_up[0], credentials(warm_up[1]))
     connections.close_all()
 
-    port = _free_port()
     log_path = ROOT / "var" / "load_test_gunicorn.log"
     log_path.parent.mkdir(exist_ok=True)
-    server = server_start(database_url=args.database_url, port=port, log_path=log_path)
+    server = server_start(database_url=args.database_url, port=port, log_path=log_path, secret_key=secret_key)
     sampler = MemorySampler(server.pid)
     sampler.start()
     results = []
@@ -592,6 +637,7 @@ def main() -> None:
             "overlap": OVERLAP,
             "loop": "POST next task, POST a correction with one word changed, repeat; " + think,
             "client": "http.client keep-alive, one thread per annotator",
+            "auth": "API tokens" if args.auth == "token" else "logged-in browsers (session, CSRF)",
         },
         "note": (
             f"A {WARM_UP_SECONDS:g} s warm-up with {WARM_UP_ANNOTATORS} annotators on a project of its own comes "
