@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import hashlib
 import io
 import json
 import os
@@ -57,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 from bench.load_test import (  # noqa: E402
     browser_credentials,
     database_create,
+    images_seed,
     one_word_changed,
     project_seed,
     server_env,
@@ -221,24 +221,11 @@ def history_seed(*, project_id: int, annotator_ids: list[int], n_tasks: int) -> 
     from django.db import transaction
     from django.utils import timezone
 
-    from annotator.models import Assignment, Caption, Image, Task
+    from annotator.models import Assignment, Caption, Task
 
     now = timezone.now()
     with transaction.atomic():
-        images = Image.objects.bulk_create(
-            [
-                Image(
-                    project_id=project_id,
-                    file=f"images/bench/history/{i}.png",
-                    sha256=hashlib.sha256(f"history/{i}".encode()).hexdigest(),
-                    width=128,
-                    height=128,
-                    original_name=f"history/{i}.png",
-                )
-                for i in range(n_tasks)
-            ],
-            batch_size=2000,
-        )
+        images = images_seed(project_id=project_id, prefix="history", n=n_tasks)
         captions = Caption.objects.bulk_create(
             [Caption(image=image, text="a red circle .", source=Caption.Source.POLICY) for image in images],
             batch_size=2000,

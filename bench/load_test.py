@@ -302,6 +302,26 @@ def database_create(database_url: str) -> None:
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
 
 
+def images_seed(*, project_id: int, prefix: str, n: int) -> list:
+    """`n` image rows of the project, files named under `prefix` (no file is written: nothing reads them)."""
+    from annotator.models import Image
+
+    return Image.objects.bulk_create(
+        [
+            Image(
+                project_id=project_id,
+                file=f"images/bench/{prefix}/{i}.png",
+                sha256=hashlib.sha256(f"{prefix}/{i}".encode()).hexdigest(),
+                width=128,
+                height=128,
+                original_name=f"{prefix}/{i}.png",
+            )
+            for i in range(n)
+        ],
+        batch_size=2000,
+    )
+
+
 def browser_credentials(user_id: int, *, origin: str) -> dict[str, str]:
     """The headers of a browser logged in as the user: its session cookie, and the CSRF cookie, header
     and origin that Django asks of a session's POST over HTTPS. The session is signed with this
@@ -333,7 +353,7 @@ def project_seed(*, name: str, n_tasks: int, n_annotators: int, seed: int) -> tu
     from django.db import transaction
     from rest_framework.authtoken.models import Token
 
-    from annotator.models import Caption, Detection, Image, ModelVersion, Project, Task
+    from annotator.models import Caption, Detection, ModelVersion, Project, Task
     from annotator.selectors.projects import ANNOTATOR_GROUP
     from reward.words import response_words
     from shapeworld.grammar import caption_write
@@ -353,20 +373,7 @@ def project_seed(*, name: str, n_tasks: int, n_annotators: int, seed: int) -> tu
         User.groups.through.objects.bulk_create([User.groups.through(user=user, group=group) for user in users])
         project.annotators.add(*users)
         tokens = Token.objects.bulk_create([Token(user=user, key=Token.generate_key()) for user in users])
-        images = Image.objects.bulk_create(
-            [
-                Image(
-                    project=project,
-                    file=f"images/bench/{name}/{i}.png",
-                    sha256=hashlib.sha256(f"{name}/{i}".encode()).hexdigest(),
-                    width=128,
-                    height=128,
-                    original_name=f"{name}/{i}.png",
-                )
-                for i in range(n_tasks)
-            ],
-            batch_size=2000,
-        )
+        images = images_seed(project_id=project.pk, prefix=name, n=n_tasks)
         captions = Caption.objects.bulk_create(
             [
                 Caption(image=image, text=caption_write(scene_sample(rng), rng), source=Caption.Source.POLICY)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 import pytest
@@ -32,16 +33,7 @@ def test_report_columns_are_filled_from_each_corrections_task_and_text():
     for index, (project, text) in enumerate(
         zip(projects, ["two red circles", "  a  blue\nsquare above it "], strict=True)
     ):
-        image = apps.get_model("annotator", "Image").objects.create(
-            project=project,
-            file=f"images/{index}.png",
-            sha256=f"{index:064d}",
-            width=8,
-            height=8,
-            original_name=f"{index}.png",
-        )
-        caption = apps.get_model("annotator", "Caption").objects.create(image=image, text=text, source="import")
-        task = apps.get_model("annotator", "Task").objects.create(project=project, caption=caption)
+        task = _task_with_caption(apps, project=project, name=str(index), text=text)
         assignment = apps.get_model("annotator", "Assignment").objects.create(
             task=task, annotator=user, arm="tokens", status="submitted", leased_at=now, expires_at=now, served_at=now
         )
@@ -70,8 +62,7 @@ def test_report_columns_are_filled_from_each_corrections_task_and_text():
 def test_queue_places_count_each_annotators_assignments_per_project_except_skipped_ones():
     apps = _migrate(AFTER_REPORT_COLUMNS)
     User, Project = apps.get_model("auth", "User"), apps.get_model("annotator", "Project")
-    Image, Caption = apps.get_model("annotator", "Image"), apps.get_model("annotator", "Caption")
-    Task, Assignment = apps.get_model("annotator", "Task"), apps.get_model("annotator", "Assignment")
+    Assignment = apps.get_model("annotator", "Assignment")
     ann, bob = (User.objects.create(username=name) for name in ("ann-0011", "bob-0011"))
     one, two = (Project.objects.create(name=name) for name in ("one-0011", "two-0011"))
     now = timezone.now()
@@ -82,15 +73,7 @@ def test_queue_places_count_each_annotators_assignments_per_project_except_skipp
     }
     for index, ((user, project), user_statuses) in enumerate(statuses.items()):
         for number, status in enumerate(user_statuses):
-            image = Image.objects.create(
-                project=project,
-                file=f"images/{index}-{number}.png",
-                sha256=f"{index:032d}{number:032d}",
-                width=8,
-                height=8,
-                original_name=f"{index}-{number}.png",
-            )
-            task = Task.objects.create(project=project, caption=Caption.objects.create(image=image, text="a"))
+            task = _task_with_caption(apps, project=project, name=f"{index}-{number}", text="a")
             Assignment.objects.create(
                 task=task, annotator=user, arm="tokens", status=status, leased_at=now, expires_at=now, served_at=now
             )
@@ -101,6 +84,20 @@ def test_queue_places_count_each_annotators_assignments_per_project_except_skipp
     )
     assert sorted(places) == [("ann-0011", "one-0011", 3), ("bob-0011", "two-0011", 2)]
     _migrate(_latest())
+
+
+def _task_with_caption(apps, *, project, name: str, text: str):
+    """A task of `project` on a caption of a fresh 8 x 8 image, made with the historical models of `apps`."""
+    image = apps.get_model("annotator", "Image").objects.create(
+        project=project,
+        file=f"images/{name}.png",
+        sha256=hashlib.sha256(name.encode()).hexdigest(),
+        width=8,
+        height=8,
+        original_name=f"{name}.png",
+    )
+    caption = apps.get_model("annotator", "Caption").objects.create(image=image, text=text, source="import")
+    return apps.get_model("annotator", "Task").objects.create(project=project, caption=caption)
 
 
 def _latest() -> list[tuple[str, str]]:
