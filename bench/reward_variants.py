@@ -3,9 +3,11 @@
     python bench/reward_variants.py --name default
     python bench/reward_variants.py --name scenes-together --scenes-together --own-share 0 --bad-weight 4
     python bench/reward_variants.py --name hidden-only --head-on-hidden-only
+    python bench/reward_variants.py --name read-once --read-once
 
 Trains a reward model on the built-in captioner (var/models, bootstrapped if missing) for a fixed
-number of steps (so runs compare whatever else the machine is doing), with the bootstrap's data
+number of steps (so runs compare whatever else the machine is doing), or with `--minutes` for the
+bootstrap's time budget (which charges a variant for slower steps; idle machine only), with the bootstrap's data
 stream and settings except what the options change, then reports mAP(neg) on held-out
 perturbations, overall and per category, and on the captioner's own greedy captions. Beside them,
 the image test: one true caption scored against every held-out image, the spread (standard
@@ -54,12 +56,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", required=True, help="what the run is called in the results")
     parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--minutes", type=float, help="a time budget instead of --steps, as the bootstrap trains")
+    parser.add_argument("--seed", type=int, default=0, help="of the training stream and the model's initialisation")
     parser.add_argument("--own-share", type=float, default=0.3)
     parser.add_argument("--bad-weight", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--scenes-together", action="store_true", help="true caption and negatives together")
     parser.add_argument("--image-side-share", type=float, default=0.0, help="scenes with an image-side negative")
     parser.add_argument("--head-on-hidden-only", action="store_true", help="the head reads h_k alone")
+    parser.add_argument("--read-once", action="store_true", help="each caption read once, as before reads_twice")
     parser.add_argument("--eval-scenes", type=int, default=200)
     parser.add_argument("--models-dir", type=Path, default=ROOT / "var/models")
     args = parser.parse_args()
@@ -75,11 +80,16 @@ def main() -> None:
     models_bootstrap(args.models_dir, BootstrapConfig())
     captioner_dir = args.models_dir / CAPTIONER
     vlm, processor = vlm_load(str(captioner_dir))
-    config = RewardConfig(lora_dropout=0.0, bad_weight=args.bad_weight, reads_likelihood=not args.head_on_hidden_only)
+    config = RewardConfig(
+        lora_dropout=0.0,
+        bad_weight=args.bad_weight,
+        reads_likelihood=not args.head_on_hidden_only,
+        reads_twice=not args.read_once,
+    )
     model = TokenRewardModel.build(vlm, config, base_model=str(captioner_dir))
     captioner = vlm_load(str(captioner_dir))
     batches = shapeworld_batches(
-        random.Random(0),
+        random.Random(args.seed),
         WorldConfig(),
         batch_size=32,
         captioner=captioner,
@@ -88,7 +98,10 @@ def main() -> None:
         image_side_share=args.image_side_share,
     )
     with closing(batches), torch_threads(training_threads(None, data_process=True)):
-        stats = reward_train(model, processor, batches, TrainConfig(minutes=None, max_steps=args.steps, lr=args.lr))
+        budget = (
+            {"minutes": args.minutes, "max_steps": None} if args.minutes else {"minutes": None, "max_steps": args.steps}
+        )
+        stats = reward_train(model, processor, batches, TrainConfig(**budget, lr=args.lr, seed=args.seed))
     held_out = held_out_scenes(args.eval_scenes)
     perturbations = reward_evaluate(model, processor, perturbation_set(held_out))
     own, _ = own_caption_set(held_out, *captioner)

@@ -78,10 +78,10 @@ def token_scores(
                     instruction=instruction,
                     max_length=_context_length(reward_model),
                     indices=rows,
+                    read_twice=reward_model.config.reads_twice,
                 )
-                p_bad = 1.0 - torch.sigmoid(
-                    reward_model(encoding.model_inputs, encoding.response_mask).float().cpu()
-                )  # [B, T]
+                logits = reward_model(encoding.model_inputs, encoding.response_mask, encoding.first_reading_mask)
+                p_bad = 1.0 - torch.sigmoid(logits.float().cpu())  # [B, T]
                 if reward_model.config.objective == "naive":
                     p_bad = _last_response_token_everywhere(p_bad, encoding.response_mask)
                 for row, offsets, token_p_bad in zip(

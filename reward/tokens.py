@@ -53,11 +53,14 @@ class ResponseEncoding:
     `model_inputs` is what the backbone's forward takes (input_ids, attention_mask, pixel_values and
     whatever else the architecture needs); `response_mask` [B, T] is True on response tokens;
     `offsets[b][k]` is the character span of the row's k-th response token in its response.
+    Read twice (`encode_responses(read_twice=True)`), the response tokens of `response_mask` are the
+    second reading and `first_reading_mask` marks the first, token for token in the same order.
     """
 
     model_inputs: dict[str, torch.Tensor]
     response_mask: torch.Tensor
     offsets: list[list[Span]]
+    first_reading_mask: torch.Tensor | None = None
 
     def token_values(self, values: list[list[float]]) -> torch.Tensor:
         """Per-response-token values (labels, weights) placed at their positions: [B, T], 0 elsewhere."""
@@ -104,6 +107,7 @@ def encode_responses(
     instruction: str,
     max_length: int | None = None,
     indices: list[int] | None = None,
+    read_twice: bool = False,
 ) -> ResponseEncoding:
     """Prompt tokens (image tokens expanded by the processor, as for generation) followed by each
     response's tokens, right-padded into one batch.
@@ -111,40 +115,59 @@ def encode_responses(
     The response is tokenized on its own, without special tokens, so its offsets are spans of the
     response text itself. Raises `CaptionTooLong` naming the row when a row exceeds `max_length`;
     `indices` are the rows' numbers in the caller's list, for that message.
+
+    `read_twice`: the response, the tokenizer's end-of-sequence token, then the response again; the
+    second reading is the response the mask marks (`TokenRewardModel` says why).
     """
     tokenizer = processor.tokenizer
     prompt = prompt_text(processor, instruction)
     token_type = response_token_type(processor)
+    separator = [tokenizer.eos_token_id] if read_twice and tokenizer.eos_token_id is not None else []
     rows, image_features, offsets = [], {}, []
     for index, (image, response) in enumerate(zip(images, responses, strict=True)):
         encoded = processor(images=[image], text=[prompt], return_tensors="pt")
         encoded.pop("labels", None)
         prompt_ids = encoded["input_ids"][0]
         tokens = tokenizer(response, add_special_tokens=False, return_offsets_mapping=True)
-        length = len(prompt_ids) + len(tokens["input_ids"])
+        response_ids = torch.tensor(tokens["input_ids"], dtype=torch.long)
+        n = len(response_ids)
+        readings = (
+            [response_ids, torch.tensor(separator, dtype=torch.long), response_ids] if read_twice else [response_ids]
+        )
+        length = len(prompt_ids) + sum(len(part) for part in readings)
         if max_length is not None and length > max_length:
             raise CaptionTooLong(
-                f"caption {indices[index] if indices else index} needs {length} tokens with its prompt and image; "
-                f"the model takes at most {max_length}"
+                f"caption {indices[index] if indices else index} needs {length} tokens with its prompt and image"
+                f"{' (read twice)' if read_twice else ''}; the model takes at most {max_length}"
             )
-        response_ids = torch.tensor(tokens["input_ids"], dtype=torch.long)
+        marked = torch.zeros(length, dtype=torch.bool)
+        marked[length - n :] = True
+        first = torch.zeros(length, dtype=torch.bool)
+        if read_twice:
+            first[len(prompt_ids) : len(prompt_ids) + n] = True
         row = {
-            "input_ids": torch.cat([prompt_ids, response_ids]),
+            "input_ids": torch.cat([prompt_ids, *readings]),
             "attention_mask": torch.ones(length, dtype=torch.long),
-            "response_mask": torch.cat(
-                [torch.zeros(len(prompt_ids), dtype=torch.bool), torch.ones(len(response_ids), dtype=torch.bool)]
-            ),
+            "response_mask": marked,
+            "first_reading_mask": first,
         }
         for key, value in encoded.items():
             if key.endswith("token_type_ids"):
                 response_type = token_type if key == "token_type_ids" else 0
-                row[key] = torch.cat([value[0], torch.full_like(response_ids, response_type)])
+                row[key] = torch.cat(
+                    [value[0], torch.full((length - len(prompt_ids),), response_type, dtype=value.dtype)]
+                )
             elif key not in row:
                 image_features.setdefault(key, []).append(value)
         rows.append(row)
         offsets.append([tuple(span) for span in tokens["offset_mapping"]])
     width = max(len(row["input_ids"]) for row in rows)
-    pads = {"input_ids": tokenizer.pad_token_id or 0, "attention_mask": 0, "response_mask": False}
+    pads = {
+        "input_ids": tokenizer.pad_token_id or 0,
+        "attention_mask": 0,
+        "response_mask": False,
+        "first_reading_mask": False,
+    }
     batch = {}
     for key in rows[0]:
         pad = pads.get(key, token_type)
@@ -152,5 +175,11 @@ def encode_responses(
             [torch.cat([row[key], torch.full((width - len(row[key]),), pad, dtype=row[key].dtype)]) for row in rows]
         )
     response_mask = batch.pop("response_mask")
+    first_reading_mask = batch.pop("first_reading_mask")
     batch.update({key: _stack(values) for key, values in image_features.items()})
-    return ResponseEncoding(model_inputs=batch, response_mask=response_mask, offsets=offsets)
+    return ResponseEncoding(
+        model_inputs=batch,
+        response_mask=response_mask,
+        offsets=offsets,
+        first_reading_mask=first_reading_mask if read_twice else None,
+    )

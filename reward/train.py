@@ -57,11 +57,15 @@ def batch_loss(
 ) -> torch.Tensor:
     """The reward loss of one batch of labelled captions (token labels from the word spans)."""
     encoding = encode_responses(
-        processor, [e.image for e in batch], [e.caption for e in batch], instruction=instruction
+        processor,
+        [e.image for e in batch],
+        [e.caption for e in batch],
+        instruction=instruction,
+        read_twice=model.config.reads_twice,
     )
     labels = [token_labels_from_words(o, list(e.bad_spans)) for o, e in zip(encoding.offsets, batch, strict=True)]
     token_bad = encoding.token_values([[float(b) for b in row] for row in labels])
-    logits = model(encoding.model_inputs, encoding.response_mask)
+    logits = model(encoding.model_inputs, encoding.response_mask, encoding.first_reading_mask)
     return reward_loss(logits, token_bad, encoding.response_mask, model.config.objective, model.config.bad_weight)
 
 

@@ -86,8 +86,8 @@ def test_bad_tokens_weigh_bad_weight() -> None:
     assert torch.allclose(reward_loss(logits, bad, mask, bad_weight=3.0), reward_loss(logits, bad, mask) * 2)
 
 
-def _batch(processor, images: list[Image.Image]):
-    encoding = encode_responses(processor, images, CAPTIONS, instruction=CAPTION_PROMPT)
+def _batch(processor, images: list[Image.Image], *, read_twice: bool = False):
+    encoding = encode_responses(processor, images, CAPTIONS, instruction=CAPTION_PROMPT, read_twice=read_twice)
     labels = [token_labels_from_words(o, spans) for o, spans in zip(encoding.offsets, BAD_SPANS, strict=True)]
     return encoding, encoding.token_values([[float(b) for b in row] for row in labels])
 
@@ -95,12 +95,13 @@ def _batch(processor, images: list[Image.Image]):
 def test_one_step_lowers_the_loss_on_a_fixed_batch(tiny_vlm_dir: Path, scene_images: list[Image.Image]) -> None:
     vlm, processor = vlm_load(str(tiny_vlm_dir))
     model = TokenRewardModel.build(vlm, RewardConfig(), base_model=str(tiny_vlm_dir))
-    encoding, token_bad = _batch(processor, scene_images)
-    logits = model(encoding.model_inputs)
+    encoding, token_bad = _batch(processor, scene_images, read_twice=True)
+    inputs, mask, first = encoding.model_inputs, encoding.response_mask, encoding.first_reading_mask
+    logits = model(inputs, mask, first)
     assert logits.shape == encoding.response_mask.shape
 
     def loss() -> torch.Tensor:
-        return reward_loss(model(encoding.model_inputs), token_bad, encoding.response_mask)
+        return reward_loss(model(inputs, mask, first), token_bad, mask)
 
     model.eval()
     with torch.no_grad():
@@ -184,7 +185,8 @@ def test_a_head_reading_likelihood_starts_as_the_likelihood_detector(
 ) -> None:
     """Before training, the logit of "good" is log P(token) - max log P plus terms that do not depend on it."""
     vlm, processor = vlm_load(str(tiny_vlm_dir))
-    model = TokenRewardModel.build(vlm, RewardConfig(reads_likelihood=True), base_model=str(tiny_vlm_dir)).eval()
+    config = RewardConfig(reads_likelihood=True, reads_twice=False)
+    model = TokenRewardModel.build(vlm, config, base_model=str(tiny_vlm_dir)).eval()
     encoding, _ = _batch(processor, scene_images)
     with torch.no_grad():
         logits = model(encoding.model_inputs, encoding.response_mask)
@@ -201,7 +203,9 @@ def test_the_likelihood_the_head_reads_is_the_base_models_whatever_the_lora(
     tiny_vlm_dir: Path, scene_images: list[Image.Image]
 ) -> None:
     vlm, processor = vlm_load(str(tiny_vlm_dir))
-    model = TokenRewardModel.build(vlm, RewardConfig(reads_likelihood=True), base_model=str(tiny_vlm_dir))
+    model = TokenRewardModel.build(
+        vlm, RewardConfig(reads_likelihood=True, reads_twice=False), base_model=str(tiny_vlm_dir)
+    )
     _perturbed(model)
     model.eval()
     base, _ = vlm_load(str(tiny_vlm_dir))
@@ -216,38 +220,94 @@ def test_the_likelihood_the_head_reads_is_the_base_models_whatever_the_lora(
     assert torch.allclose(read, expected, atol=1e-5)
 
 
-def test_a_model_reading_likelihood_loads_with_identical_scores(
+def test_tldr_as_built_by_default_loads_with_identical_scores(
     tiny_vlm_dir: Path, scene_images: list[Image.Image], tmp_path: Path
 ) -> None:
     vlm, processor = vlm_load(str(tiny_vlm_dir))
-    model = TokenRewardModel.build(vlm, RewardConfig(lora_r=4, reads_likelihood=True), base_model=str(tiny_vlm_dir))
+    model = TokenRewardModel.build(vlm, RewardConfig(lora_r=4), base_model=str(tiny_vlm_dir))
     _perturbed(model)
     model.eval()
-    encoding, _ = _batch(processor, scene_images)
+    encoding, _ = _batch(processor, scene_images, read_twice=True)
     with torch.no_grad():
-        expected = model(encoding.model_inputs, encoding.response_mask)
+        expected = model(encoding.model_inputs, encoding.response_mask, encoding.first_reading_mask)
     model.save(tmp_path / "tldr")
     loaded, _ = TokenRewardModel.load(tmp_path / "tldr")
     with torch.no_grad():
-        scores = loaded.eval()(encoding.model_inputs, encoding.response_mask)
-    assert loaded.config.reads_likelihood
+        scores = loaded.eval()(encoding.model_inputs, encoding.response_mask, encoding.first_reading_mask)
+    assert loaded.config.reads_likelihood and loaded.config.reads_twice
     assert torch.allclose(scores[encoding.response_mask], expected[encoding.response_mask], atol=1e-6)
 
 
-def test_a_manifest_from_before_the_likelihood_input_loads_as_a_head_on_hidden_states(
+def test_a_manifest_from_before_the_likelihood_input_loads_as_a_head_on_hidden_states_read_once(
     tiny_vlm_dir: Path, tmp_path: Path
 ) -> None:
     vlm, _ = vlm_load(str(tiny_vlm_dir))
-    old_style = RewardConfig(lora_r=4, reads_likelihood=False)
+    old_style = RewardConfig(lora_r=4, reads_likelihood=False, reads_twice=False)
     TokenRewardModel.build(vlm, old_style, base_model=str(tiny_vlm_dir)).save(tmp_path / "tldr")
     manifest = json.loads((tmp_path / "tldr" / MANIFEST).read_text())
     del manifest["config"]["reads_likelihood"]
+    del manifest["config"]["reads_twice"]
     (tmp_path / "tldr" / MANIFEST).write_text(json.dumps(manifest))
     loaded, _ = TokenRewardModel.load(tmp_path / "tldr")
-    assert not loaded.config.reads_likelihood
+    assert not loaded.config.reads_likelihood and not loaded.config.reads_twice
 
 
-def test_tldr_reads_the_likelihood_by_default_and_the_naive_baseline_does_not() -> None:
-    assert RewardConfig().reads_likelihood is True
-    assert RewardConfig(objective="naive").reads_likelihood is False
+def test_tldr_reads_the_likelihood_and_twice_by_default_and_the_naive_baseline_does_neither() -> None:
+    assert RewardConfig().reads_likelihood is True and RewardConfig().reads_twice is True
+    naive = RewardConfig(objective="naive")
+    assert naive.reads_likelihood is False and naive.reads_twice is False
     assert RewardConfig(reads_likelihood=False).reads_likelihood is False
+    assert RewardConfig(reads_twice=False).reads_twice is False
+
+
+def test_read_twice_a_word_is_judged_by_the_words_after_it(tiny_vlm_dir: Path, scene_images: list[Image.Image]) -> None:
+    """Read once, "left" scores the same whatever follows it; read twice, what follows can change its score."""
+    captions = ["a red circle is left of a blue square .", "a red circle is left of two green stars ."]
+    images = [scene_images[0]] * 2
+    left = slice(0, 5)  # "a red circle is left": the words before the captions differ
+    logits = {}
+    for read_twice in (False, True):
+        vlm, processor = vlm_load(str(tiny_vlm_dir))
+        torch.manual_seed(0)
+        model = TokenRewardModel.build(
+            vlm, RewardConfig(lora_r=4, reads_twice=read_twice), base_model=str(tiny_vlm_dir)
+        )
+        _perturbed(model)
+        encoding = encode_responses(processor, images, captions, instruction=CAPTION_PROMPT, read_twice=read_twice)
+        with torch.no_grad():
+            scores = model.eval()(encoding.model_inputs, encoding.response_mask, encoding.first_reading_mask)
+        logits[read_twice] = [row[left] for row in encoding.response_values(scores)]
+    assert torch.allclose(torch.tensor(logits[False][0]), torch.tensor(logits[False][1]), atol=1e-5)
+    assert (torch.tensor(logits[True][0]) - torch.tensor(logits[True][1])).abs().min() > 1e-4
+
+
+def test_read_twice_the_head_reads_the_base_likelihood_of_the_first_reading(
+    tiny_vlm_dir: Path, scene_images: list[Image.Image]
+) -> None:
+    """The likelihood of token k comes from where the captioner predicted it, not from its copy."""
+    vlm, processor = vlm_load(str(tiny_vlm_dir))
+    model = TokenRewardModel.build(vlm, RewardConfig(lora_r=4), base_model=str(tiny_vlm_dir))
+    _perturbed(model)
+    with torch.no_grad():
+        model.head.weight[0, :-2] = 0.0  # the logit is now the likelihood input alone, plus the bias
+    once, _ = _batch(processor, scene_images)
+    twice, _ = _batch(processor, scene_images, read_twice=True)
+    base, _ = vlm_load(str(tiny_vlm_dir))
+    with torch.no_grad():
+        logits = model.eval()(twice.model_inputs, twice.response_mask, twice.first_reading_mask)
+        hidden = base.eval().model(**once.model_inputs).last_hidden_state
+        features = likelihood_features(
+            hidden, once.model_inputs["input_ids"], once.response_mask, base.get_output_embeddings()
+        )
+    expected = features[once.response_mask] @ model.head.weight[0, -2:] + model.head.bias
+    assert torch.allclose(logits[twice.response_mask], expected, atol=1e-4)
+
+
+def test_a_model_that_reads_twice_refuses_a_response_read_once(
+    tiny_vlm_dir: Path, scene_images: list[Image.Image]
+) -> None:
+    vlm, processor = vlm_load(str(tiny_vlm_dir))
+    model = TokenRewardModel.build(vlm, RewardConfig(lora_r=4), base_model=str(tiny_vlm_dir))
+    encoding, _ = _batch(processor, scene_images)
+    with pytest.raises(ValueError, match="read_twice=True"):
+        model(encoding.model_inputs, encoding.response_mask)

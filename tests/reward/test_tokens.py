@@ -92,3 +92,59 @@ def test_over_long_caption_names_its_index_and_the_limit(tiny_vlm_dir: Path, sce
         encode_responses(
             processor, scene_images[:2], ["a star.", "a red circle " * 20], instruction=CAPTION_PROMPT, max_length=30
         )
+
+
+def test_a_response_read_twice_is_marked_at_its_second_reading(
+    tiny_vlm_dir: Path, scene_images: list[Image.Image]
+) -> None:
+    _, processor = vlm_load(str(tiny_vlm_dir))
+    once = encode_responses(processor, scene_images, RESPONSES, instruction=CAPTION_PROMPT)
+    twice = encode_responses(processor, scene_images, RESPONSES, instruction=CAPTION_PROMPT, read_twice=True)
+    assert once.first_reading_mask is None
+    assert twice.offsets == once.offsets
+    ids, mask, first = twice.model_inputs["input_ids"], twice.response_mask, twice.first_reading_mask
+    eos = processor.tokenizer.eos_token_id
+    for row, response in enumerate(RESPONSES):
+        tokens = processor.tokenizer(response, add_special_tokens=False)["input_ids"]
+        assert ids[row][first[row]].tolist() == ids[row][mask[row]].tolist() == tokens
+        prompt_length = int((once.model_inputs["attention_mask"][row]).sum()) - len(tokens)
+        # prompt, first reading, the end-of-sequence token, second reading, then right padding
+        expected = [*once.model_inputs["input_ids"][row][:prompt_length].tolist(), *tokens, eos, *tokens]
+        length = int(twice.model_inputs["attention_mask"][row].sum())
+        assert ids[row][:length].tolist() == expected
+        assert mask[row, length - len(tokens) : length].all() and not mask[row, length:].any()
+        assert first[row, prompt_length : prompt_length + len(tokens)].all() and int(first[row].sum()) == len(tokens)
+
+
+def test_paligemma_reads_both_readings_as_its_causal_suffix(
+    tiny_vlm_root: Path, scene_images: list[Image.Image]
+) -> None:
+    from tiny_vlms import tiny_vlm_save
+
+    directory = tiny_vlm_root / "paligemma"
+    if not (directory / "config.json").is_file():
+        tiny_vlm_save("paligemma", directory)
+    _, processor = vlm_load(str(directory))
+    encoding = encode_responses(processor, scene_images[:2], RESPONSES[:2], instruction=CAPTION_PROMPT, read_twice=True)
+    types = encoding.model_inputs["token_type_ids"]
+    valid = encoding.model_inputs["attention_mask"].bool()
+    first_position = encoding.first_reading_mask.long().argmax(dim=1)
+    suffix = torch.arange(types.shape[1])[None, :] >= first_position[:, None]
+    assert torch.equal(types[valid].bool(), suffix[valid])
+
+
+def test_the_length_limit_counts_both_readings(tiny_vlm_dir: Path, scene_images: list[Image.Image]) -> None:
+    _, processor = vlm_load(str(tiny_vlm_dir))
+    once = encode_responses(
+        processor, scene_images[:1], ["a red circle is left of a blue square ."], instruction=CAPTION_PROMPT
+    )
+    length = int(once.model_inputs["attention_mask"].sum())
+    with pytest.raises(CaptionTooLong, match=r"caption 0 needs \d+ tokens .*\(read twice\); .*at most"):
+        encode_responses(
+            processor,
+            scene_images[:1],
+            ["a red circle is left of a blue square ."],
+            instruction=CAPTION_PROMPT,
+            max_length=length + 1,
+            read_twice=True,
+        )
