@@ -6,6 +6,8 @@ model becomes active, captions nobody has corrected yet are scored again.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from PIL import Image as PilImage
@@ -14,7 +16,22 @@ from annotator.models import Assignment, Caption, Detection, Image, Job, ModelVe
 from annotator.selectors.model_versions import model_version_active
 from annotator.services.jobs import Progress, job_create, job_enqueue_on_commit
 
+if TYPE_CHECKING:  # model code is imported in the worker only
+    from transformers import ProcessorMixin
+
+    from reward.detect import WordScore
+    from reward.model import TokenRewardModel
+
 DETECT_BATCH = 32
+UNSCORABLE_NAMED = 10
+
+
+class CaptionsUnscorable(ValueError):
+    """Captions the active reward model cannot score (longer than its context); the message names them.
+
+    They stay pending, so nobody is served a caption without its highlights, and the job fails so an
+    admin sees them; every other caption of the job was scored and stored.
+    """
 
 
 def image_pixels(image: Image) -> PilImage.Image:
@@ -26,7 +43,8 @@ def image_pixels(image: Image) -> PilImage.Image:
 def captions_detect(*, caption_ids: list[int], on_progress: Progress | None = None) -> int:
     """Score the captions with the active reward model, store current detections, open their tasks.
 
-    Returns how many captions were scored; ids of deleted captions are passed over.
+    Returns how many captions were scored; ids of deleted captions are passed over. Captions too long
+    for the model raise `CaptionsUnscorable` at the end, once all the others are stored.
     """
     captions = list(Caption.objects.filter(pk__in=caption_ids).select_related("image").order_by("pk"))
     if not captions:
@@ -34,16 +52,15 @@ def captions_detect(*, caption_ids: list[int], on_progress: Progress | None = No
     version = model_version_active(kind=ModelVersion.Kind.REWARD)
     # Model code (torch) is imported here, in the worker, so web processes never load it.
     from annotator.inference import reward_model_get
-    from reward.detect import score
 
     reward_model, processor = reward_model_get(version.path)
+    unscorable: list[str] = []
     for start in range(0, len(captions), DETECT_BATCH):
         batch = captions[start : start + DETECT_BATCH]
-        word_scores = score(
-            reward_model, processor, [image_pixels(caption.image) for caption in batch], [c.text for c in batch]
-        )
+        scored, too_long = _batch_score(reward_model, processor, batch)
+        unscorable += too_long
         with transaction.atomic():
-            Detection.objects.filter(caption__in=batch, is_current=True).update(is_current=False)
+            Detection.objects.filter(caption__in=[c for c, _ in scored], is_current=True).update(is_current=False)
             Detection.objects.bulk_create(
                 [
                     Detection(
@@ -52,15 +69,48 @@ def captions_detect(*, caption_ids: list[int], on_progress: Progress | None = No
                         words=[{"text": w.text, "start": w.start, "end": w.end, "p_bad": w.p_bad} for w in words],
                         caption_p_bad=max((w.p_bad for w in words), default=0.0),
                     )
-                    for caption, words in zip(batch, word_scores, strict=True)
+                    for caption, words in scored
                 ]
             )
-            Task.objects.filter(caption__in=batch, status=Task.Status.PENDING).update(status=Task.Status.READY)
+            Task.objects.filter(caption__in=[c for c, _ in scored], status=Task.Status.PENDING).update(
+                status=Task.Status.READY
+            )
         if on_progress is not None:
             on_progress(
                 (start + len(batch)) / len(captions), f"scored {start + len(batch)} of {len(captions)} captions"
             )
+    if unscorable:
+        more = f"; and {len(unscorable) - UNSCORABLE_NAMED} more" if len(unscorable) > UNSCORABLE_NAMED else ""
+        raise CaptionsUnscorable(
+            f"{len(unscorable)} of {len(captions)} captions are too long for reward model {version.name} and stay "
+            f"pending (the others were scored): {'; '.join(unscorable[:UNSCORABLE_NAMED])}{more}"
+        )
     return len(captions)
+
+
+def _batch_score(
+    reward_model: TokenRewardModel, processor: ProcessorMixin, batch: list[Caption]
+) -> tuple[list[tuple[Caption, list[WordScore]]], list[str]]:
+    """Word scores of a batch of captions, and a line naming each caption too long to score.
+
+    A batch is scored whole; only when a caption in it does not fit are its captions scored one by one.
+    """
+    from reward.detect import score
+    from reward.tokens import CaptionTooLong
+
+    try:
+        word_scores = score(reward_model, processor, [image_pixels(c.image) for c in batch], [c.text for c in batch])
+        return list(zip(batch, word_scores, strict=True)), []
+    except CaptionTooLong:
+        pass
+    scored, too_long = [], []
+    for caption in batch:
+        try:
+            scored.append((caption, score(reward_model, processor, [image_pixels(caption.image)], [caption.text])[0]))
+        except CaptionTooLong as error:
+            # "caption 0 needs N tokens ...": the index is within this one-caption call; name the caption.
+            too_long.append(f"caption {caption.pk} {str(error).removeprefix('caption 0 ')}")
+    return scored, too_long
 
 
 def detection_enqueue(*, caption_ids: list[int], created_by: AbstractBaseUser | None = None) -> Job:

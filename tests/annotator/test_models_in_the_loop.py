@@ -13,7 +13,7 @@ from django.core.management import call_command
 from annotator.models import Assignment, Caption, Detection, Image, Job, ModelVersion, Task
 from annotator.services.captioning import captions_generate_for_images
 from annotator.services.demo import DEMO_PROJECT
-from annotator.services.detection import captions_detect, captions_unfinished_ids
+from annotator.services.detection import CaptionsUnscorable, captions_detect, captions_unfinished_ids
 from annotator.services.imports import images_import
 from annotator.services.model_versions import model_version_activate, model_version_register
 from reward.bootstrap import CAPTIONER, REWARD_MODEL
@@ -117,3 +117,20 @@ def test_import_images_command_reads_a_folder(project, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "1 imported" in captured.out and "b.png" in captured.err
     assert CaptionFactory._meta.model.objects.count() == 0
+
+
+def test_a_caption_too_long_for_the_model_is_named_and_the_others_are_scored(active_models, project):
+    image_ids = _scene_images(project, 2)
+    fits = TaskFactory(project=project, status=Task.Status.PENDING, caption__image_id=image_ids[0])
+    too_long = TaskFactory(
+        project=project,
+        status=Task.Status.PENDING,
+        caption__image_id=image_ids[1],
+        caption__text="a red circle is left of a blue square . " * 40,
+    )
+    with pytest.raises(CaptionsUnscorable, match=rf"1 of 2 captions .* caption {too_long.caption_id} needs \d+ tokens"):
+        captions_detect(caption_ids=[fits.caption_id, too_long.caption_id])
+    assert list(Detection.objects.values_list("caption_id", flat=True)) == [fits.caption_id]
+    fits.refresh_from_db()
+    too_long.refresh_from_db()
+    assert (fits.status, too_long.status) == (Task.Status.READY, Task.Status.PENDING)
