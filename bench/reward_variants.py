@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--image-side-share", type=float, default=0.0, help="scenes with an image-side negative")
     parser.add_argument("--head-on-hidden-only", action="store_true", help="the head reads h_k alone")
     parser.add_argument("--read-once", action="store_true", help="each caption read once, as before reads_twice")
+    parser.add_argument("--likelihood-inputs", type=int, default=2, help="3: the runner-up log-probability too")
     parser.add_argument("--eval-scenes", type=int, default=200)
     parser.add_argument("--models-dir", type=Path, default=ROOT / "var/models")
     args = parser.parse_args()
@@ -85,6 +86,7 @@ def main() -> None:
         bad_weight=args.bad_weight,
         reads_likelihood=not args.head_on_hidden_only,
         reads_twice=not args.read_once,
+        likelihood_inputs=args.likelihood_inputs,
     )
     model = TokenRewardModel.build(vlm, config, base_model=str(captioner_dir))
     captioner = vlm_load(str(captioner_dir))

@@ -68,6 +68,8 @@ class RewardConfig:
     reward-model baseline (BCE on the last response token, label = every token good).
     `reads_likelihood`: the head also reads how likely the base model found the token before reading
     it (see `likelihood_features`); by default TLDR does and the naive baseline does not.
+    `likelihood_inputs`: 2 (the token's and the best log-probability) or 3 (and the runner-up's; see
+    `likelihood_features` for why it is not the default).
     `reads_twice`: each token is scored at a second reading of the response (the module docstring says
     why); by default TLDR is, and the naive baseline, whose last token already sees the whole response,
     is not.
@@ -81,6 +83,7 @@ class RewardConfig:
     bad_weight: float = 1.0
     threshold: float = 0.5
     reads_likelihood: bool | None = None
+    likelihood_inputs: int = 2
     reads_twice: bool | None = None
 
     def __post_init__(self) -> None:
@@ -89,15 +92,15 @@ class RewardConfig:
             self.reads_likelihood = self.objective == "tokens"
         if self.reads_twice is None:
             self.reads_twice = self.objective == "tokens"
-
-
-LIKELIHOOD_FEATURES = 2
+        if self.likelihood_inputs not in (2, 3):
+            raise ValueError(f"likelihood_inputs is {self.likelihood_inputs}; the head reads 2 or 3 likelihood inputs")
 
 
 def likelihood_features(
-    hidden: torch.Tensor, input_ids: torch.Tensor, scored: torch.Tensor, lm_head: nn.Module
+    hidden: torch.Tensor, input_ids: torch.Tensor, scored: torch.Tensor, lm_head: nn.Module, count: int = 2
 ) -> torch.Tensor:
-    """[B, T, 2]: at each scored position k, log P(x_k | x_<k) and max_v log P(v | x_<k); 0 elsewhere.
+    """[B, T, count]: at each scored position k, log P(x_k | x_<k), the best log P(v | x_<k) over the
+    vocabulary and the runner-up's; the first `count` of them (2 or 3), 0 elsewhere.
 
     Why: whether a word matches the image is a comparison of two things, the word and what the image
     shows there. A linear head on h_k can only add up what h_k holds, so the backbone itself must
@@ -105,15 +108,21 @@ def likelihood_features(
     has not (bench/likelihood_detector.py: its own next-token probability finds swapped colours and
     shapes with mAP(neg) 0.7-0.99 where a head on h_k alone stays near chance). The LM head's score of
     x_k at position k - 1 is exactly that comparison, and the best score there says how sure the
-    backbone was of anything. `hidden` must be the base model's (see `TokenRewardModel.forward`).
+    backbone was of anything. The runner-up (count 3) is meant for captions the captioner wrote
+    itself: greedy, each token is the best, so the first two numbers are equal and say only how sure
+    it was, and the runner-up how near it came to another word. Measured, it is no clear gain
+    (bench/reward_variants.py, 600 steps, three seeds: own captions mAP(neg) +0.017, perturbations
+    -0.005 on average, either sign from seed to seed), so the default is 2. `hidden` must be the
+    base model's (see `TokenRewardModel.forward`).
     """
-    features = hidden.new_zeros((*input_ids.shape, LIKELIHOOD_FEATURES), dtype=torch.float32)
+    features = hidden.new_zeros((*input_ids.shape, count), dtype=torch.float32)
     scored = scored.to(hidden.device).bool().clone()
     scored[:, 0] = False  # the first position has no prefix to predict it
     previous = hidden[:, :-1][scored[:, 1:]]  # [N, D]: the positions that predict the scored tokens
     log_probs = torch.log_softmax(lm_head(previous).float(), dim=-1)  # [N, V]
     token_log_prob = log_probs.gather(-1, input_ids[scored][:, None]).squeeze(-1)
-    features[scored] = torch.stack([token_log_prob, log_probs.max(dim=-1).values], dim=-1)
+    best = log_probs.topk(2, dim=-1).values  # [N, 2]
+    features[scored] = torch.stack([token_log_prob, best[:, 0], best[:, 1]], dim=-1)[:, :count]
     return features
 
 
@@ -160,7 +169,8 @@ class TokenRewardModel(nn.Module):
         self.base_model = base_model
         hidden = vlm.get_base_model().config.get_text_config().hidden_size
         # Created after the LoRA wrap: get_peft_model freezes every parameter it finds.
-        self.head = nn.Linear(hidden + (LIKELIHOOD_FEATURES if config.reads_likelihood else 0), 1)
+        inputs = config.likelihood_inputs if config.reads_likelihood else 0
+        self.head = nn.Linear(hidden + inputs, 1)
         if config.reads_likelihood:
             with torch.no_grad():
                 # Start as the likelihood detector, log P(x_k) - max log P: 0 for the word the base
@@ -168,7 +178,8 @@ class TokenRewardModel(nn.Module):
                 # on it in a short run, because half the true training captions are paraphrases the
                 # base model finds unlikely word by word (bench/reward_variants.py, 300 steps:
                 # perturbations mAP(neg) 0.72 from this start, 0.49 from zero, 0.46 without the input).
-                self.head.weight[0, -LIKELIHOOD_FEATURES:] = torch.tensor([1.0, -1.0])
+                # The runner-up starts at 0.
+                self.head.weight[0, hidden:] = torch.tensor([1.0, -1.0, 0.0][:inputs])
 
     @classmethod
     def build(cls, vlm: PreTrainedModel, config: RewardConfig, *, base_model: str) -> TokenRewardModel:
@@ -244,7 +255,9 @@ class TokenRewardModel(nn.Module):
         for name, parameter in self.vlm.named_parameters():
             parameter.requires_grad_(trainable[name])
         lm_head = self.vlm.get_base_model().get_output_embeddings()
-        features = likelihood_features(hidden, cut["input_ids"], scored[:, :width], lm_head)
+        features = likelihood_features(
+            hidden, cut["input_ids"], scored[:, :width], lm_head, self.config.likelihood_inputs
+        )
         return F.pad(features, (0, 0, 0, inputs["input_ids"].shape[1] - width))
 
     def save(self, directory: Path | str, metrics: dict | None = None) -> Path:
@@ -281,9 +294,10 @@ class TokenRewardModel(nn.Module):
         base_model = base_model_override or manifest["base_model"]
         vlm, processor = vlm_load(base_model, dtype=dtype)
         try:
-            # Manifests written before `reads_likelihood` and `reads_twice` existed describe heads that
-            # read h_k alone, of a response read once.
-            config = RewardConfig(**{"reads_likelihood": False, "reads_twice": False, **manifest["config"]})
+            # Manifests written before `reads_likelihood`, `likelihood_inputs` and `reads_twice` existed
+            # describe heads that read h_k alone, or two likelihood inputs, of a response read once.
+            defaults = {"reads_likelihood": False, "likelihood_inputs": 2, "reads_twice": False}
+            config = RewardConfig(**{**defaults, **manifest["config"]})
             peft_vlm = PeftModel.from_pretrained(vlm, directory, is_trainable=trainable)
             model = cls(peft_vlm, config, base_model=base_model)
             model.head.load_state_dict(load_file(directory / HEAD_FILE))

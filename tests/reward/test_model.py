@@ -171,11 +171,12 @@ def test_likelihood_features_are_the_lm_log_probabilities_of_the_tokens_read(
     ids, mask = encoding.model_inputs["input_ids"], encoding.response_mask
     with torch.no_grad():
         hidden = vlm.model(**encoding.model_inputs).last_hidden_state
-        features = likelihood_features(hidden, ids, mask, vlm.get_output_embeddings())
+        features = likelihood_features(hidden, ids, mask, vlm.get_output_embeddings(), count=3)
         log_probs = torch.log_softmax(vlm(**encoding.model_inputs).logits.float(), dim=-1)
     for row, position in mask.nonzero().tolist():
         predicted_here = log_probs[row, position - 1]
-        expected = torch.stack([predicted_here[ids[row, position]], predicted_here.max()])
+        best, runner_up = predicted_here.topk(2).values
+        expected = torch.stack([predicted_here[ids[row, position]], best, runner_up])
         assert torch.allclose(features[row, position], expected, atol=1e-4)
     assert not features[~mask].any()
 
@@ -252,12 +253,46 @@ def test_a_manifest_from_before_the_likelihood_input_loads_as_a_head_on_hidden_s
     assert not loaded.config.reads_likelihood and not loaded.config.reads_twice
 
 
+def test_a_head_reading_the_runner_up_too_loads_with_its_scores_and_a_manifest_without_the_field_as_two(
+    tiny_vlm_dir: Path, scene_images: list[Image.Image], tmp_path: Path
+) -> None:
+    vlm, processor = vlm_load(str(tiny_vlm_dir))
+    model = TokenRewardModel.build(vlm, RewardConfig(lora_r=4, likelihood_inputs=3), base_model=str(tiny_vlm_dir))
+    _perturbed(model)
+    model.eval()
+    encoding, _ = _batch(processor, scene_images, read_twice=True)
+    with torch.no_grad():
+        expected = model(encoding.model_inputs, encoding.response_mask, encoding.first_reading_mask)
+    model.save(tmp_path / "tldr")
+    loaded, _ = TokenRewardModel.load(tmp_path / "tldr")
+    with torch.no_grad():
+        scores = loaded.eval()(encoding.model_inputs, encoding.response_mask, encoding.first_reading_mask)
+    assert loaded.config.likelihood_inputs == 3 and loaded.head.in_features == model.head.in_features
+    assert torch.allclose(scores[encoding.response_mask], expected[encoding.response_mask], atol=1e-6)
+    manifest = json.loads((tmp_path / "tldr" / MANIFEST).read_text())
+    del manifest["config"]["likelihood_inputs"]
+    (tmp_path / "old").mkdir()
+    TokenRewardModel.build(vlm_load(str(tiny_vlm_dir))[0], RewardConfig(lora_r=4), base_model=str(tiny_vlm_dir)).save(
+        tmp_path / "old"
+    )
+    old_manifest = json.loads((tmp_path / "old" / MANIFEST).read_text())
+    del old_manifest["config"]["likelihood_inputs"]
+    (tmp_path / "old" / MANIFEST).write_text(json.dumps(old_manifest))
+    assert TokenRewardModel.load(tmp_path / "old")[0].config.likelihood_inputs == 2
+
+
+def test_likelihood_inputs_other_than_two_or_three_are_refused() -> None:
+    with pytest.raises(ValueError, match="2 or 3"):
+        RewardConfig(likelihood_inputs=4)
+
+
 def test_tldr_reads_the_likelihood_and_twice_by_default_and_the_naive_baseline_does_neither() -> None:
     assert RewardConfig().reads_likelihood is True and RewardConfig().reads_twice is True
     naive = RewardConfig(objective="naive")
     assert naive.reads_likelihood is False and naive.reads_twice is False
     assert RewardConfig(reads_likelihood=False).reads_likelihood is False
     assert RewardConfig(reads_twice=False).reads_twice is False
+    assert RewardConfig().likelihood_inputs == 2
 
 
 def test_read_twice_a_word_is_judged_by_the_words_after_it(tiny_vlm_dir: Path, scene_images: list[Image.Image]) -> None:
@@ -289,7 +324,7 @@ def test_read_twice_the_head_reads_the_base_likelihood_of_the_first_reading(
     model = TokenRewardModel.build(vlm, RewardConfig(lora_r=4), base_model=str(tiny_vlm_dir))
     _perturbed(model)
     with torch.no_grad():
-        model.head.weight[0, :-2] = 0.0  # the logit is now the likelihood input alone, plus the bias
+        model.head.weight[0, :-2] = 0.0  # the logit is now the likelihood inputs alone, plus the bias
     once, _ = _batch(processor, scene_images)
     twice, _ = _batch(processor, scene_images, read_twice=True)
     base, _ = vlm_load(str(tiny_vlm_dir))
