@@ -98,15 +98,16 @@ def _batch_score(
     from reward.detect import score
     from reward.tokens import CaptionTooLong
 
+    images = [image_pixels(caption.image) for caption in batch]
     try:
-        word_scores = score(reward_model, processor, [image_pixels(c.image) for c in batch], [c.text for c in batch])
+        word_scores = score(reward_model, processor, images, [c.text for c in batch])
         return list(zip(batch, word_scores, strict=True)), []
     except CaptionTooLong:
         pass
     scored, too_long = [], []
-    for caption in batch:
+    for caption, image in zip(batch, images, strict=True):
         try:
-            scored.append((caption, score(reward_model, processor, [image_pixels(caption.image)], [caption.text])[0]))
+            scored.append((caption, score(reward_model, processor, [image], [caption.text])[0]))
         except CaptionTooLong as error:
             # "caption 0 needs N tokens ...": the index is within this one-caption call; name the caption.
             too_long.append(f"caption {caption.pk} {str(error).removeprefix('caption 0 ')}")

@@ -221,22 +221,31 @@ def test_the_likelihood_the_head_reads_is_the_base_models_whatever_the_lora(
     assert torch.allclose(read, expected, atol=1e-5)
 
 
+def _saved_and_loaded_scores(
+    model: TokenRewardModel, processor, images: list[Image.Image], directory: Path
+) -> tuple[TokenRewardModel, torch.Tensor, torch.Tensor]:
+    """Perturb `model`, save it, load it: (the loaded model, its response logits, the original's)."""
+    _perturbed(model)
+    model.eval()
+    encoding, _ = _batch(processor, images, read_twice=True)
+    inputs, mask, first = encoding.model_inputs, encoding.response_mask, encoding.first_reading_mask
+    with torch.no_grad():
+        expected = model(inputs, mask, first)
+    model.save(directory)
+    loaded, _ = TokenRewardModel.load(directory)
+    with torch.no_grad():
+        scores = loaded.eval()(inputs, mask, first)
+    return loaded, scores[mask], expected[mask]
+
+
 def test_tldr_as_built_by_default_loads_with_identical_scores(
     tiny_vlm_dir: Path, scene_images: list[Image.Image], tmp_path: Path
 ) -> None:
     vlm, processor = vlm_load(str(tiny_vlm_dir))
     model = TokenRewardModel.build(vlm, RewardConfig(lora_r=4), base_model=str(tiny_vlm_dir))
-    _perturbed(model)
-    model.eval()
-    encoding, _ = _batch(processor, scene_images, read_twice=True)
-    with torch.no_grad():
-        expected = model(encoding.model_inputs, encoding.response_mask, encoding.first_reading_mask)
-    model.save(tmp_path / "tldr")
-    loaded, _ = TokenRewardModel.load(tmp_path / "tldr")
-    with torch.no_grad():
-        scores = loaded.eval()(encoding.model_inputs, encoding.response_mask, encoding.first_reading_mask)
+    loaded, scores, expected = _saved_and_loaded_scores(model, processor, scene_images, tmp_path / "tldr")
     assert loaded.config.reads_likelihood and loaded.config.reads_twice
-    assert torch.allclose(scores[encoding.response_mask], expected[encoding.response_mask], atol=1e-6)
+    assert torch.allclose(scores, expected, atol=1e-6)
 
 
 def test_a_manifest_from_before_the_likelihood_input_loads_as_a_head_on_hidden_states_read_once(
@@ -258,26 +267,14 @@ def test_a_head_reading_the_runner_up_too_loads_with_its_scores_and_a_manifest_w
 ) -> None:
     vlm, processor = vlm_load(str(tiny_vlm_dir))
     model = TokenRewardModel.build(vlm, RewardConfig(lora_r=4, likelihood_inputs=3), base_model=str(tiny_vlm_dir))
-    _perturbed(model)
-    model.eval()
-    encoding, _ = _batch(processor, scene_images, read_twice=True)
-    with torch.no_grad():
-        expected = model(encoding.model_inputs, encoding.response_mask, encoding.first_reading_mask)
-    model.save(tmp_path / "tldr")
-    loaded, _ = TokenRewardModel.load(tmp_path / "tldr")
-    with torch.no_grad():
-        scores = loaded.eval()(encoding.model_inputs, encoding.response_mask, encoding.first_reading_mask)
+    loaded, scores, expected = _saved_and_loaded_scores(model, processor, scene_images, tmp_path / "tldr")
     assert loaded.config.likelihood_inputs == 3 and loaded.head.in_features == model.head.in_features
-    assert torch.allclose(scores[encoding.response_mask], expected[encoding.response_mask], atol=1e-6)
-    manifest = json.loads((tmp_path / "tldr" / MANIFEST).read_text())
+    assert torch.allclose(scores, expected, atol=1e-6)
+    vlm, _ = vlm_load(str(tiny_vlm_dir))
+    TokenRewardModel.build(vlm, RewardConfig(lora_r=4), base_model=str(tiny_vlm_dir)).save(tmp_path / "old")
+    manifest = json.loads((tmp_path / "old" / MANIFEST).read_text())
     del manifest["config"]["likelihood_inputs"]
-    (tmp_path / "old").mkdir()
-    TokenRewardModel.build(vlm_load(str(tiny_vlm_dir))[0], RewardConfig(lora_r=4), base_model=str(tiny_vlm_dir)).save(
-        tmp_path / "old"
-    )
-    old_manifest = json.loads((tmp_path / "old" / MANIFEST).read_text())
-    del old_manifest["config"]["likelihood_inputs"]
-    (tmp_path / "old" / MANIFEST).write_text(json.dumps(old_manifest))
+    (tmp_path / "old" / MANIFEST).write_text(json.dumps(manifest))
     assert TokenRewardModel.load(tmp_path / "old")[0].config.likelihood_inputs == 2
 
 

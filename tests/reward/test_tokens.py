@@ -71,16 +71,21 @@ def test_response_tokens_follow_the_prompt_and_keep_their_offsets(
         assert torch.equal(inputs["input_ids"][row][: len(prompt)], prompt)
 
 
-def test_paligemma_reads_the_response_as_its_causal_suffix(
-    tiny_vlm_root: Path, scene_images: list[Image.Image]
-) -> None:
+@pytest.fixture
+def paligemma_processor(tiny_vlm_root: Path):
+    """The processor of a saved tiny PaliGemma (the one architecture with a bidirectional prefix)."""
     from tiny_vlms import tiny_vlm_save
 
     directory = tiny_vlm_root / "paligemma"
     if not (directory / "config.json").is_file():
         tiny_vlm_save("paligemma", directory)
-    _, processor = vlm_load(str(directory))
-    encoding = encode_responses(processor, scene_images[:2], RESPONSES[:2], instruction=CAPTION_PROMPT)
+    return vlm_load(str(directory))[1]
+
+
+def test_paligemma_reads_the_response_as_its_causal_suffix(
+    paligemma_processor, scene_images: list[Image.Image]
+) -> None:
+    encoding = encode_responses(paligemma_processor, scene_images[:2], RESPONSES[:2], instruction=CAPTION_PROMPT)
     types = encoding.model_inputs["token_type_ids"]
     valid = encoding.model_inputs["attention_mask"].bool()
     assert torch.equal(types[valid].bool(), encoding.response_mask[valid])
@@ -117,15 +122,11 @@ def test_a_response_read_twice_is_marked_at_its_second_reading(
 
 
 def test_paligemma_reads_both_readings_as_its_causal_suffix(
-    tiny_vlm_root: Path, scene_images: list[Image.Image]
+    paligemma_processor, scene_images: list[Image.Image]
 ) -> None:
-    from tiny_vlms import tiny_vlm_save
-
-    directory = tiny_vlm_root / "paligemma"
-    if not (directory / "config.json").is_file():
-        tiny_vlm_save("paligemma", directory)
-    _, processor = vlm_load(str(directory))
-    encoding = encode_responses(processor, scene_images[:2], RESPONSES[:2], instruction=CAPTION_PROMPT, read_twice=True)
+    encoding = encode_responses(
+        paligemma_processor, scene_images[:2], RESPONSES[:2], instruction=CAPTION_PROMPT, read_twice=True
+    )
     types = encoding.model_inputs["token_type_ids"]
     valid = encoding.model_inputs["attention_mask"].bool()
     first_position = encoding.first_reading_mask.long().argmax(dim=1)
