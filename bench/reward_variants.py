@@ -4,6 +4,8 @@
     python bench/reward_variants.py --name scenes-together --scenes-together --own-share 0 --bad-weight 4
     python bench/reward_variants.py --name hidden-only --head-on-hidden-only
     python bench/reward_variants.py --name read-once --read-once
+    python bench/reward_variants.py --name within-axis --spatial-within-axis
+    python bench/reward_variants.py --name vision-lora --vision-lora
 
 Trains a reward model on the built-in captioner (var/models, bootstrapped if missing) for a fixed
 number of steps (so runs compare whatever else the machine is doing), or with `--minutes` for the
@@ -22,8 +24,9 @@ import json
 import random
 import statistics
 import sys
-from contextlib import closing
+from contextlib import AbstractContextManager, closing, nullcontext
 from pathlib import Path
+from unittest.mock import patch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -52,6 +55,72 @@ def image_spread(model, processor, held_out, caption_count: int = 20) -> dict[st
     return {kind: round(statistics.mean(values), 4) for kind, values in sorted(spreads.items())}
 
 
+def own_errors_by_kind(model, processor, own) -> dict[str, dict]:
+    """On the captioner's own captions, per word kind: how many tokens are wrong, and how well p_bad
+    ranks them above the kind's right tokens (ROC AUC), which says where the overall mAP(neg) is lost."""
+    from sklearn.metrics import roc_auc_score
+
+    from reward.detect import token_scores
+    from shapeworld.grammar import caption_words
+    from shapeworld.parser import word_kind
+
+    scored = token_scores(model, processor, [e.image for e in own], [e.caption for e in own], batch_size=64)
+    by_kind: dict[str, tuple[list[bool], list[float]]] = {}
+    for example, (spans, p_bad) in zip(own, scored, strict=True):
+        words = caption_words(example.caption)
+        for (start, end), p in zip(spans, p_bad, strict=True):
+            word = next((text for text, s, e in words if s < end and e > start), None)
+            if word is None or word_kind(word) == "function":
+                continue
+            bad = any(s < end and e > start for s, e in example.bad_spans)
+            labels, scores = by_kind.setdefault(word_kind(word), ([], []))
+            labels.append(bad)
+            scores.append(p)
+    return {
+        kind: {
+            "tokens": len(labels),
+            "bad": sum(labels),
+            "auc": round(float(roc_auc_score(labels, scores)), 4) if 0 < sum(labels) < len(labels) else None,
+        }
+        for kind, (labels, scores) in sorted(by_kind.items())
+    }
+
+
+def spatial_within_axis() -> AbstractContextManager:
+    """Spatial negatives as before the other axis was added: "left" <-> "right", "above" <-> "below" only.
+
+    The training stream's process is forked inside this context, so it makes its negatives this way.
+    """
+    from shapeworld import perturb
+
+    def within_axis(scene, parse, rng):
+        edits = perturb._spatial_candidates(scene, parse, rng)
+        return [edit for edit in edits if not edit.delete and not edit.insert_after]
+
+    return patch.dict(perturb._CANDIDATES, {"spatial_relationship": within_axis})
+
+
+def vision_lora() -> AbstractContextManager:
+    """LoRA in the vision tower too, which TLDR keeps frozen: does the frozen tower limit the scores?"""
+    import torch
+
+    from reward import model
+
+    frozen_vision = model.lora_targets
+
+    def with_vision(vlm, *, train_projector: bool = True) -> list[str]:
+        vision = [
+            f"model.{path}"
+            for path, module in vlm.model.named_modules()
+            if isinstance(module, torch.nn.Linear)
+            and model._under(path, model.VISION_ENCODERS)
+            and not model._under(path, model.PROJECTORS)
+        ]
+        return frozen_vision(vlm, train_projector=train_projector) + vision
+
+    return patch.object(model, "lora_targets", with_vision)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", required=True, help="what the run is called in the results")
@@ -61,12 +130,19 @@ def main() -> None:
     parser.add_argument("--own-share", type=float, default=0.3)
     parser.add_argument("--bad-weight", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank; alpha is twice the rank, as by default")
     parser.add_argument("--scenes-together", action="store_true", help="true caption and negatives together")
     parser.add_argument("--image-side-share", type=float, default=0.0, help="scenes with an image-side negative")
     parser.add_argument("--head-on-hidden-only", action="store_true", help="the head reads h_k alone")
     parser.add_argument("--read-once", action="store_true", help="each caption read once, as before reads_twice")
+    parser.add_argument(
+        "--spatial-within-axis", action="store_true", help="train on spatial flips within an axis only, as before"
+    )
+    parser.add_argument("--vision-lora", action="store_true", help="LoRA in the vision tower too (TLDR freezes it)")
     parser.add_argument("--likelihood-inputs", type=int, default=2, help="3: the runner-up log-probability too")
-    parser.add_argument("--eval-scenes", type=int, default=200)
+    parser.add_argument(
+        "--eval-scenes", type=int, default=500, help="held-out scenes; at 200 the own-caption score of one model swings"
+    )
     parser.add_argument("--models-dir", type=Path, default=ROOT / "var/models")
     args = parser.parse_args()
 
@@ -82,13 +158,16 @@ def main() -> None:
     captioner_dir = args.models_dir / CAPTIONER
     vlm, processor = vlm_load(str(captioner_dir))
     config = RewardConfig(
+        lora_r=args.lora_r,
+        lora_alpha=2 * args.lora_r,
         lora_dropout=0.0,
         bad_weight=args.bad_weight,
         reads_likelihood=not args.head_on_hidden_only,
         reads_twice=not args.read_once,
         likelihood_inputs=args.likelihood_inputs,
     )
-    model = TokenRewardModel.build(vlm, config, base_model=str(captioner_dir))
+    with vision_lora() if args.vision_lora else nullcontext():
+        model = TokenRewardModel.build(vlm, config, base_model=str(captioner_dir))
     captioner = vlm_load(str(captioner_dir))
     batches = shapeworld_batches(
         random.Random(args.seed),
@@ -99,7 +178,8 @@ def main() -> None:
         scenes_together=args.scenes_together,
         image_side_share=args.image_side_share,
     )
-    with closing(batches), torch_threads(training_threads(None, data_process=True)):
+    within_axis = spatial_within_axis() if args.spatial_within_axis else nullcontext()
+    with closing(batches), torch_threads(training_threads(None, data_process=True)), within_axis:
         budget = (
             {"minutes": args.minutes, "max_steps": None} if args.minutes else {"minutes": None, "max_steps": args.steps}
         )
@@ -123,6 +203,7 @@ def main() -> None:
             if category != "true"
         },
         "own_captions_mAP_neg": round(own_report["overall"]["mAP_neg"], 4),
+        "own_captions_errors_by_kind": own_errors_by_kind(model, processor, own),
         "p_bad_spread_over_images": image_spread(model, processor, held_out),
     }
     print(json.dumps(run), flush=True)

@@ -1,3 +1,4 @@
+import dataclasses
 import random
 
 import pytest
@@ -53,9 +54,28 @@ def test_perturbations_hold_over_many_scenes_and_phrasings():
     assert all(n > 50 for n in applied.values()), applied
 
 
-def test_spatial_change_flips_the_relation_word():
-    perturbation = caption_perturb(SCENE, CAPTION, "spatial_relationship", random.Random(0))
-    assert _changed(CAPTION, perturbation.caption) == _hallucinated(perturbation) == ["right"]
+def test_spatial_change_takes_the_opposite_or_the_other_axis_in_grammatical_form():
+    """The groups of SCENE sit side by side: "right", "above" and "below" are all wrong, and only they."""
+    seen = set()
+    for seed in range(30):
+        perturbation = caption_perturb(SCENE, CAPTION, "spatial_relationship", random.Random(seed))
+        (wrong,) = _hallucinated(perturbation)
+        seen.add(wrong)
+        words = perturbation.caption.split()
+        after = words[words.index(wrong) + 1]
+        assert (after == "of") == (wrong in ("left", "right")), perturbation.caption
+        assert perturbation.caption.replace(f"{wrong} of", "left of").replace(wrong, "left of") == CAPTION
+    assert seen == {"right", "above", "below"}
+
+
+def test_spatial_change_on_the_other_axis_keeps_a_relation_that_still_holds_true():
+    """Of two diagonal groups both "left of" and "above" hold: "above" is no negative, "below" is."""
+    diagonal = Scene(groups=(SCENE.groups[0], dataclasses.replace(SCENE.groups[2], positions=((0.6, 0.8),))))
+    caption = "a small red circle is left of a large green hexagon with the letter K ."
+    assert all(w.label != "hallucinated" for w in caption_label(diagonal, caption.replace("left of", "above")))
+    for seed in range(20):
+        perturbation = caption_perturb(diagonal, caption, "spatial_relationship", random.Random(seed))
+        assert _hallucinated(perturbation) in (["right"], ["below"])
 
 
 def test_spatial_does_not_apply_without_a_relation():
