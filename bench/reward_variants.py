@@ -130,7 +130,8 @@ def main() -> None:
     parser.add_argument("--own-share", type=float, default=0.3)
     parser.add_argument("--bad-weight", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank; alpha is twice the rank, as by default")
+    parser.add_argument("--lora-r", type=int, default=16, help="LoRA rank")
+    parser.add_argument("--lora-alpha", type=int, help="LoRA alpha; by default twice the rank, as RewardConfig's")
     parser.add_argument("--scenes-together", action="store_true", help="true caption and negatives together")
     parser.add_argument("--image-side-share", type=float, default=0.0, help="scenes with an image-side negative")
     parser.add_argument("--head-on-hidden-only", action="store_true", help="the head reads h_k alone")
@@ -159,7 +160,7 @@ def main() -> None:
     vlm, processor = vlm_load(str(captioner_dir))
     config = RewardConfig(
         lora_r=args.lora_r,
-        lora_alpha=2 * args.lora_r,
+        lora_alpha=args.lora_alpha or 2 * args.lora_r,
         lora_dropout=0.0,
         bad_weight=args.bad_weight,
         reads_likelihood=not args.head_on_hidden_only,
