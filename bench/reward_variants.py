@@ -61,6 +61,7 @@ def own_errors_by_kind(model, processor, own) -> dict[str, dict]:
     from sklearn.metrics import roc_auc_score
 
     from reward.detect import token_scores
+    from reward.tokens import token_labels_from_words
     from shapeworld.grammar import caption_words
     from shapeworld.parser import word_kind
 
@@ -68,11 +69,11 @@ def own_errors_by_kind(model, processor, own) -> dict[str, dict]:
     by_kind: dict[str, tuple[list[bool], list[float]]] = {}
     for example, (spans, p_bad) in zip(own, scored, strict=True):
         words = caption_words(example.caption)
-        for (start, end), p in zip(spans, p_bad, strict=True):
+        token_bad = token_labels_from_words(spans, list(example.bad_spans))
+        for (start, end), p, bad in zip(spans, p_bad, token_bad, strict=True):
             word = next((text for text, s, e in words if s < end and e > start), None)
             if word is None or word_kind(word) == "function":
                 continue
-            bad = any(s < end and e > start for s, e in example.bad_spans)
             labels, scores = by_kind.setdefault(word_kind(word), ([], []))
             labels.append(bad)
             scores.append(p)
