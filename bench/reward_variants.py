@@ -25,6 +25,7 @@ import random
 import statistics
 import sys
 from contextlib import AbstractContextManager, closing, nullcontext
+from functools import partial
 from pathlib import Path
 from unittest.mock import patch
 
@@ -103,23 +104,9 @@ def spatial_within_axis() -> AbstractContextManager:
 
 def vision_lora() -> AbstractContextManager:
     """LoRA in the vision tower too, which TLDR keeps frozen: does the frozen tower limit the scores?"""
-    import torch
-
     from reward import model
 
-    frozen_vision = model.lora_targets
-
-    def with_vision(vlm, *, train_projector: bool = True) -> list[str]:
-        vision = [
-            f"model.{path}"
-            for path, module in vlm.model.named_modules()
-            if isinstance(module, torch.nn.Linear)
-            and model._under(path, model.VISION_ENCODERS)
-            and not model._under(path, model.PROJECTORS)
-        ]
-        return frozen_vision(vlm, train_projector=train_projector) + vision
-
-    return patch.object(model, "lora_targets", with_vision)
+    return patch.object(model, "lora_targets", partial(model.lora_targets, train_vision=True))
 
 
 def main() -> None:

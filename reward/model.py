@@ -130,8 +130,11 @@ def _under(path: str, prefixes: tuple[str, ...]) -> bool:
     return any(path == prefix or path.startswith(prefix + ".") for prefix in prefixes)
 
 
-def lora_targets(vlm: PreTrainedModel, *, train_projector: bool = True) -> list[str]:
+def lora_targets(vlm: PreTrainedModel, *, train_projector: bool = True, train_vision: bool = False) -> list[str]:
     """Full names of the linear layers that get LoRA: the decoder's and (optionally) the projector's.
+
+    TLDR keeps the vision encoder frozen; `train_vision` gives it LoRA too, for the measurement that
+    showed the frozen tower is not what limits the built-in backbone (bench/reward_variants.py).
 
     One rule for every architecture: walk the backbone; a linear layer under a projector name is the
     projector (checked first, because Qwen2-VL keeps its merger inside the vision module); under a
@@ -147,7 +150,8 @@ def lora_targets(vlm: PreTrainedModel, *, train_projector: bool = True) -> list[
             if train_projector:
                 targets.append(f"model.{path}")
         elif _under(path, VISION_ENCODERS):
-            continue
+            if train_vision:
+                targets.append(f"model.{path}")
         elif _under(path, DECODERS):
             targets.append(f"model.{path}")
         else:

@@ -20,7 +20,19 @@ Span = tuple[int, int]
 
 
 class CaptionTooLong(ValueError):
-    """A caption that does not fit the model's context; the message names its index and the limit."""
+    """A caption that does not fit the model's context; the message names its index and the limit.
+
+    `reason` is the message without the index, for callers that name the caption their own way (the
+    app names it by its primary key, not by its place in a batch).
+    """
+
+    def __init__(self, index: int, needed: int, limit: int, *, read_twice: bool) -> None:
+        self.index = index
+        self.reason = (
+            f"needs {needed} tokens with its prompt and image{' (read twice)' if read_twice else ''}; "
+            f"the model takes at most {limit}"
+        )
+        super().__init__(f"caption {index} {self.reason}")
 
 
 def _overlaps(token: Span, start: int, end: int) -> bool:
@@ -136,10 +148,7 @@ def encode_responses(
         )
         length = len(prompt_ids) + sum(len(part) for part in readings)
         if max_length is not None and length > max_length:
-            raise CaptionTooLong(
-                f"caption {indices[index] if indices else index} needs {length} tokens with its prompt and image"
-                f"{' (read twice)' if read_twice else ''}; the model takes at most {max_length}"
-            )
+            raise CaptionTooLong(indices[index] if indices else index, length, max_length, read_twice=read_twice)
         marked = torch.zeros(length, dtype=torch.bool)
         marked[length - n :] = True
         first = torch.zeros(length, dtype=torch.bool)

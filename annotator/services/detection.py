@@ -109,8 +109,7 @@ def _batch_score(
         try:
             scored.append((caption, score(reward_model, processor, [image], [caption.text])[0]))
         except CaptionTooLong as error:
-            # "caption 0 needs N tokens ...": the index is within this one-caption call; name the caption.
-            too_long.append(f"caption {caption.pk} {str(error).removeprefix('caption 0 ')}")
+            too_long.append(f"caption {caption.pk} {error.reason}")
     return scored, too_long
 
 

@@ -51,6 +51,15 @@ def test_projector_can_stay_frozen(architecture: str) -> None:
     assert targets and not [t for t in targets if any(f".{part}." in t for part in PROJECTOR)]
 
 
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_vision_encoder_gets_lora_only_when_asked(architecture: str) -> None:
+    vlm = tiny_vlm_model(architecture)
+    frozen, trained = lora_targets(vlm), lora_targets(vlm, train_vision=True)
+    vision = [t for t in trained if any(f".{part}." in t for part in VISION)]
+    assert vision and not [t for t in frozen if t in vision]
+    assert sorted(frozen + vision) == sorted(trained)
+
+
 def test_loss_reads_response_tokens_only() -> None:
     logits = torch.tensor([[5.0, -5.0, 2.0, -1.0, 0.0]])
     bad = torch.tensor([[0.0, 0.0, 0.0, 1.0, 0.0]])
