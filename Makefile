@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 # of CUDA libraries. GPU users: `make demo TORCH_SPEC='torch>=2.4'` (or any CUDA wheel spec).
 TORCH_SPEC ?= torch==2.13.0
 MODELS_DIR ?= var/models
+# Options of the first run's `python -m reward bootstrap`, e.g. the longer, better bootstrap (README):
+# `make demo BOOTSTRAP_ARGS='--captioner-minutes 20 --reward-minutes 12'`.
+BOOTSTRAP_ARGS ?=
 
 .PHONY: demo test lint clean-models chromium
 
@@ -20,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 # First run: trains the built-in models (cached after), seeds the demo project, then serves the app
 # with a worker on the embedded broker; Ctrl+C stops both.
 demo: $(VENV)/.installed
-	TLDR_MODELS_DIR=$(MODELS_DIR) $(PY) -m reward bootstrap
+	TLDR_MODELS_DIR=$(MODELS_DIR) $(PY) -m reward bootstrap $(BOOTSTRAP_ARGS)
 	$(PY) -m reward --models-dir $(MODELS_DIR) detect --shapeworld-samples 4
 	$(PY) manage.py migrate --noinput
 	TLDR_MODELS_DIR=$(MODELS_DIR) $(PY) manage.py seed_demo

@@ -73,6 +73,7 @@ def main() -> None:
             "tldr": compact(evaluation["tldr_own_captions"]),
             "naive": compact(reward_evaluate(naive, processor, own)),
             "all_bad_baseline_A_R": evaluation["tldr_own_captions"]["overall"]["A_R_all_bad_baseline"],
+            "tldr_errors_by_word_kind": evaluation["tldr_own_captions"]["by_word_kind"],
         },
         "reward_training": report["reward_training"],
         "naive_training": naive_stats,

@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/closed_loop.json")
     args = parser.parse_args()
 
-    from reward.bootstrap import CAPTIONER, REWARD_MODEL, BootstrapConfig, models_bootstrap
+    from reward.bootstrap import CAPTIONER, REWARD_MODEL, models_bootstrap
     from reward.detect import score
     from reward.evaluate import held_out_scenes
     from reward.model import TokenRewardModel
@@ -117,7 +117,7 @@ def main() -> None:
     from training.ppo import PpoConfig
 
     started = time.monotonic()
-    models_bootstrap(args.models_dir, BootstrapConfig())
+    models_bootstrap(args.models_dir)
     shutil.rmtree(args.work_dir, ignore_errors=True)
     args.work_dir.mkdir(parents=True)
     captioner_dir, reward_dir = args.models_dir / CAPTIONER, args.models_dir / REWARD_MODEL

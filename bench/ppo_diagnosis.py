@@ -106,13 +106,13 @@ def main() -> None:
     args = parser.parse_args()
     args.ppo_overrides = {key: json.loads(value) for key, _, value in (item.partition("=") for item in args.set)}
 
-    from reward.bootstrap import CAPTIONER, BootstrapConfig, models_bootstrap
+    from reward.bootstrap import CAPTIONER, models_bootstrap
     from reward.evaluate import held_out_scenes
     from reward.vlm import captions_generate, default_device, vlm_load
     from shapeworld.simulate import caption_correct
     from training.evaluate import policy_evaluate
 
-    models_bootstrap(args.models_dir, BootstrapConfig())
+    models_bootstrap(args.models_dir)
     shutil.rmtree(args.work_dir, ignore_errors=True)
     scenes, images = round_scenes(1, args.images)
     captioner, processor = vlm_load(str(args.models_dir / CAPTIONER))

@@ -56,38 +56,6 @@ def image_spread(model, processor, held_out, caption_count: int = 20) -> dict[st
     return {kind: round(statistics.mean(values), 4) for kind, values in sorted(spreads.items())}
 
 
-def own_errors_by_kind(model, processor, own) -> dict[str, dict]:
-    """On the captioner's own captions, per word kind: how many tokens are wrong, and how well p_bad
-    ranks them above the kind's right tokens (ROC AUC), which says where the overall mAP(neg) is lost."""
-    from sklearn.metrics import roc_auc_score
-
-    from reward.detect import token_scores
-    from reward.tokens import token_labels_from_words
-    from shapeworld.grammar import caption_words
-    from shapeworld.parser import word_kind
-
-    scored = token_scores(model, processor, [e.image for e in own], [e.caption for e in own], batch_size=64)
-    by_kind: dict[str, tuple[list[bool], list[float]]] = {}
-    for example, (spans, p_bad) in zip(own, scored, strict=True):
-        words = caption_words(example.caption)
-        token_bad = token_labels_from_words(spans, list(example.bad_spans))
-        for (start, end), p, bad in zip(spans, p_bad, token_bad, strict=True):
-            word = next((text for text, s, e in words if s < end and e > start), None)
-            if word is None or word_kind(word) == "function":
-                continue
-            labels, scores = by_kind.setdefault(word_kind(word), ([], []))
-            labels.append(bad)
-            scores.append(p)
-    return {
-        kind: {
-            "tokens": len(labels),
-            "bad": sum(labels),
-            "auc": round(float(roc_auc_score(labels, scores)), 4) if 0 < sum(labels) < len(labels) else None,
-        }
-        for kind, (labels, scores) in sorted(by_kind.items())
-    }
-
-
 def spatial_within_axis() -> AbstractContextManager:
     """Spatial negatives as before the other axis was added: "left" <-> "right", "above" <-> "below" only.
 
@@ -135,7 +103,7 @@ def main() -> None:
     parser.add_argument("--models-dir", type=Path, default=ROOT / "var/models")
     args = parser.parse_args()
 
-    from reward.bootstrap import CAPTIONER, BootstrapConfig, models_bootstrap
+    from reward.bootstrap import CAPTIONER, models_bootstrap
     from reward.evaluate import held_out_scenes, own_caption_set, perturbation_set, reward_evaluate
     from reward.model import RewardConfig, TokenRewardModel
     from reward.train import TrainConfig, reward_train, shapeworld_batches
@@ -143,7 +111,7 @@ def main() -> None:
     from shapeworld.background import torch_threads, training_threads
     from shapeworld.scene import WorldConfig
 
-    models_bootstrap(args.models_dir, BootstrapConfig())
+    models_bootstrap(args.models_dir)
     captioner_dir = args.models_dir / CAPTIONER
     vlm, processor = vlm_load(str(captioner_dir))
     config = RewardConfig(
@@ -192,7 +160,7 @@ def main() -> None:
             if category != "true"
         },
         "own_captions_mAP_neg": round(own_report["overall"]["mAP_neg"], 4),
-        "own_captions_errors_by_kind": own_errors_by_kind(model, processor, own),
+        "own_captions_errors_by_kind": own_report["by_word_kind"],
         "p_bad_spread_over_images": image_spread(model, processor, held_out),
     }
     print(json.dumps(run), flush=True)

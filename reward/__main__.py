@@ -26,13 +26,22 @@ def _reward_dir(args: argparse.Namespace) -> Path:
 
 
 def command_bootstrap(args: argparse.Namespace) -> int:
-    from reward.bootstrap import BootstrapConfig, models_bootstrap
+    from reward.bootstrap import BootstrapConfig, bootstrap_config, models_bootstrap
     from reward.report import bootstrap_table
 
-    config = BootstrapConfig(
-        captioner_minutes=args.captioner_minutes, reward_minutes=args.reward_minutes, seed=args.seed
-    )
     models = models_dir(args)
+    asked = {
+        name: value
+        for name, value in (
+            ("captioner_minutes", args.captioner_minutes),
+            ("reward_minutes", args.reward_minutes),
+            ("seed", args.seed),
+        )
+        if value is not None
+    }
+    # Settings left out keep the cached models' (a rebuild: the defaults'), so a plain `bootstrap`
+    # serves whatever was built, and naming other budgets never silently serves the old models.
+    config = BootstrapConfig(**asked) if args.force else bootstrap_config(models, **asked)
     report = with_progress_bar(
         "bootstrap", lambda bar: models_bootstrap(models, config, force=args.force, on_progress=bar)
     )
@@ -169,9 +178,10 @@ def parser_build() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     bootstrap = commands.add_parser("bootstrap", help="train the built-in captioner and TLDR (first run; cached)")
-    bootstrap.add_argument("--captioner-minutes", type=float, default=6.0)
-    bootstrap.add_argument("--reward-minutes", type=float, default=3.0)
-    bootstrap.add_argument("--seed", type=int, default=0)
+    # Left out, a setting is the cached models' or, for a first run or --force, the ten-minute default.
+    bootstrap.add_argument("--captioner-minutes", type=float, help="the captioner's training budget")
+    bootstrap.add_argument("--reward-minutes", type=float, help="TLDR's training budget")
+    bootstrap.add_argument("--seed", type=int, help="of both models' training")
     bootstrap.add_argument("--force", action="store_true", help="rebuild even when cached")
     bootstrap.add_argument("--json", action="store_true", help="print the report as JSON")
     bootstrap.set_defaults(run=command_bootstrap)

@@ -14,7 +14,7 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import closing
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Literal
 
@@ -54,10 +54,36 @@ class BootstrapConfig:
     validation_scenes: int = 100
 
 
+class BootstrapMismatch(ValueError):
+    """The models cached in a directory were built with other settings than a run asks for."""
+
+
+def bootstrap_config(models_dir: Path, **changes) -> BootstrapConfig:
+    """The settings of the models cached under `models_dir` (the defaults where none are), with `changes`.
+
+    What a run that names only some settings means: `--reward-minutes 12` on a directory bootstrapped
+    with a 20-minute captioner keeps the 20 minutes.
+    """
+    report_path = models_dir / REPORT
+    cached = json.loads(report_path.read_text()).get("config", {}) if report_path.is_file() else {}
+    known = {field.name for field in fields(BootstrapConfig)}
+    return replace(BootstrapConfig(**{k: v for k, v in cached.items() if k in known}), **changes)
+
+
 def models_bootstrap(
-    models_dir: Path, config: BootstrapConfig, *, force: bool = False, on_progress: Progress | None = None
+    models_dir: Path,
+    config: BootstrapConfig | None = None,
+    *,
+    force: bool = False,
+    on_progress: Progress | None = None,
 ) -> dict:
-    """Build what is missing under `models_dir` and return the report (read back when all is cached)."""
+    """Build what is missing under `models_dir` and return the report (read back when all is cached).
+
+    Without `config`, the cached models are used whatever they were built with (the defaults build
+    them when there are none). A `config` that differs from the cached models' raises
+    `BootstrapMismatch` unless `force` rebuilds them: serving the cached models would silently
+    ignore the budgets asked for, and rebuilding unasked would throw away up to an hour of training.
+    """
     models_dir.mkdir(parents=True, exist_ok=True)
     report_path = models_dir / REPORT
     captioner_dir, reward_dir = models_dir / CAPTIONER, models_dir / REWARD_MODEL
@@ -66,7 +92,11 @@ def models_bootstrap(
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
     cached = (captioner_dir / "config.json").is_file() and (reward_dir / MANIFEST).is_file()
     if cached and report_path.is_file():
-        return {**json.loads(report_path.read_text()), "cached": True}
+        report = json.loads(report_path.read_text())
+        if config is not None:
+            _cache_check(models_dir, report.get("config", {}), config)
+        return {**report, "cached": True}
+    config = config or bootstrap_config(models_dir)
     report: dict = {"config": asdict(config)}
     if not (captioner_dir / "config.json").is_file():
         report["captioner_training"] = _atomic_build(
@@ -139,6 +169,18 @@ def bootstrap_evaluate(captioner_dir: Path, reward_dir: Path, *, n_scenes: int) 
         "tldr_perturbations": reward_evaluate(model, reward_processor, perturbation_set(held_out)),
         "tldr_own_captions": reward_evaluate(model, reward_processor, own),
     }
+
+
+def _cache_check(models_dir: Path, cached: dict, config: BootstrapConfig) -> None:
+    asked = asdict(config)
+    differing = [name for name in asked if name in cached and cached[name] != asked[name]]
+    if differing:
+        built = ", ".join(f"{name}={cached[name]}" for name in differing)
+        wanted = ", ".join(f"{name}={asked[name]}" for name in differing)
+        raise BootstrapMismatch(
+            f"the models under {models_dir} were built with {built}, not {wanted}; rebuild them with --force "
+            "(their training starts again), or leave those settings out to use them"
+        )
 
 
 def _atomic_build(target: Path, build: Callable[[Path], dict]) -> dict:

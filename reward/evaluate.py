@@ -13,16 +13,18 @@ import random
 from dataclasses import dataclass
 
 from PIL import Image
+from sklearn.metrics import roc_auc_score
 from transformers import PreTrainedModel, ProcessorMixin
 
 from reward.data import LabelledCaption, bad_spans_from_words, own_caption_examples
 from reward.detect import token_scores
 from reward.metrics import metrics_report
 from reward.model import TokenRewardModel
-from reward.tokens import token_labels_from_words
+from reward.tokens import Span, token_labels_from_words
 from reward.vlm import CAPTION_PROMPT, captions_generate
+from reward.words import response_words
 from shapeworld.grammar import caption_write
-from shapeworld.parser import caption_label
+from shapeworld.parser import CONTENT_KINDS, caption_label, word_kind
 from shapeworld.perturb import CATEGORIES, caption_perturb
 from shapeworld.render import scenes_drawn
 from shapeworld.scene import Scene, WorldConfig
@@ -80,7 +82,7 @@ def reward_evaluate(
     """The paper's metrics (A_T, A_S, A_R, mAP(neg), mAP(pos), H_*) on tokens, overall and per category.
 
     Also the trivial baseline that calls every response bad, since on a weak captioner's own captions
-    that answer alone can look good on A_R.
+    that answer alone can look good on A_R, and `errors_by_word_kind`.
     """
     scored = token_scores(
         model,
@@ -106,4 +108,37 @@ def reward_evaluate(
     report["overall"]["A_R_all_bad_baseline"] = sum(not all(t) for t in true_good if t) / max(
         sum(1 for t in true_good if t), 1
     )
+    report["by_word_kind"] = errors_by_word_kind(examples, scored)
     return report
+
+
+def errors_by_word_kind(
+    examples: list[LabelledCaption], scored: list[tuple[list[Span], list[float]]]
+) -> dict[str, dict]:
+    """Per content-word kind of the built-in world (colour, letter, relation, ...): the tokens of that
+    kind, how many are wrong, and the ROC AUC of p_bad between its wrong and right tokens (None when it
+    has only one of the two).
+
+    mAP(neg) pools every token, so one number cannot say where it is lost: whether a kind's errors
+    are many, or ranked no better than the kind's right words (a captioner's guessed letters beside
+    the letters it read right). Function words and words of no known kind (free text) are left out.
+    """
+    by_kind: dict[str, tuple[list[bool], list[float]]] = {}
+    for example, (spans, p_bad) in zip(examples, scored, strict=True):
+        words = response_words(example.caption)
+        token_bad = token_labels_from_words(spans, list(example.bad_spans))
+        for (start, end), p, bad in zip(spans, p_bad, token_bad, strict=True):
+            word = next((text for text, s, e in words if s < end and e > start), None)
+            kind = word_kind(word) if word is not None else None
+            if kind in CONTENT_KINDS:
+                labels, scores = by_kind.setdefault(kind, ([], []))
+                labels.append(bad)
+                scores.append(p)
+    return {
+        kind: {
+            "tokens": len(labels),
+            "bad": sum(labels),
+            "auc": round(float(roc_auc_score(labels, scores)), 4) if 0 < sum(labels) < len(labels) else None,
+        }
+        for kind, (labels, scores) in sorted(by_kind.items())
+    }

@@ -53,6 +53,15 @@ def bootstrap_table(report: dict, models_dir: Path) -> str:
         metrics_table({"tldr": {"overall": own}}),
         f"  trivial 'every caption is bad' A_R: {own['A_R_all_bad_baseline']:.3f}",
     ]
+    # Reports written before evaluations broke errors down by word kind lack it.
+    kinds = evaluation["tldr_own_captions"].get("by_word_kind", {})
+    wrong = [
+        f"{kind} {row['bad']}/{row['tokens']}" + (f" (AUC {row['auc']:.2f})" if row["auc"] is not None else "")
+        for kind, row in kinds.items()
+        if row["bad"]
+    ]
+    if wrong:
+        lines.append("  wrong tokens by word kind, and how TLDR ranks them among the kind's: " + ", ".join(wrong))
     for stage in ("captioner_training", "reward_training"):
         if stage in report:
             lines.append(f"{stage.replace('_', ' ')}: {report[stage].get('wall_seconds', '?')} s")

@@ -13,10 +13,19 @@ import sys
 import pytest
 import torch
 
-from reward.bootstrap import CAPTIONER, REPORT, REWARD_MODEL, BootstrapConfig, models_bootstrap
+from reward.bootstrap import (
+    CAPTIONER,
+    REPORT,
+    REWARD_MODEL,
+    BootstrapConfig,
+    BootstrapMismatch,
+    bootstrap_config,
+    models_bootstrap,
+)
 from reward.evaluate import held_out_scenes, perturbation_set, reward_evaluate
 from reward.likelihood import captioner_merge
 from reward.model import TokenRewardModel
+from reward.report import bootstrap_table
 from reward.selfcorrect import outcome_count
 from reward.train import TrainConfig, learning_rate, shapeworld_batches
 from reward.vlm import captions_generate, vlm_load
@@ -52,6 +61,35 @@ def test_a_second_run_is_served_from_the_cache_without_training(models_dir):
     report = models_bootstrap(models_dir, MICRO)
     assert report["cached"] is True
     assert (models_dir / REWARD_MODEL / "head.safetensors").stat().st_mtime_ns == before
+
+
+def test_the_table_names_the_word_kinds_tldr_misses_on_own_captions(models_dir):
+    report = json.loads((models_dir / REPORT).read_text())
+    kinds = report["evaluation"]["tldr_own_captions"]["by_word_kind"]
+    wrong = {kind: row["bad"] for kind, row in kinds.items() if row["bad"]}
+    assert wrong, "a captioner trained for seconds writes wrong words"
+    line = bootstrap_table(report, models_dir).splitlines()[-3]
+    assert line.startswith("  wrong tokens by word kind")
+    assert all(f"{kind} {bad}/{kinds[kind]['tokens']}" in line for kind, bad in wrong.items())
+    del report["evaluation"]["tldr_own_captions"]["by_word_kind"]  # a report written before it existed
+    assert "wrong tokens by word kind" not in bootstrap_table(report, models_dir)
+
+
+def test_a_run_without_settings_uses_the_cached_models_whatever_they_were_built_with(models_dir):
+    assert models_bootstrap(models_dir)["cached"] is True
+    assert bootstrap_config(models_dir) == MICRO
+    assert bootstrap_config(models_dir, reward_minutes=12.0).captioner_minutes == MICRO.captioner_minutes
+
+
+def test_other_budgets_than_the_cached_models_were_built_with_are_refused_not_ignored(models_dir):
+    before = (models_dir / REWARD_MODEL / "head.safetensors").stat().st_mtime_ns
+    longer = bootstrap_config(models_dir, reward_minutes=12.0)
+    with pytest.raises(BootstrapMismatch, match=r"reward_minutes=0\.1, not reward_minutes=12\.0.*--force"):
+        models_bootstrap(models_dir, longer)
+    assert (models_dir / REWARD_MODEL / "head.safetensors").stat().st_mtime_ns == before
+    result = _cli("--models-dir", str(models_dir), "bootstrap", "--reward-minutes", "12", "--json")
+    assert result.returncode == 2
+    assert "reward_minutes=0.1" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_training_batches_mix_true_captions_hard_negatives_and_the_captioners_own(models_dir):
