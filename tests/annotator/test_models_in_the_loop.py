@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import io
+import json
 import random
+import shutil
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -12,11 +14,12 @@ from django.core.management import call_command
 
 from annotator.models import Assignment, Caption, Detection, Image, Job, ModelVersion, Task
 from annotator.services.captioning import captions_generate_for_images
-from annotator.services.demo import DEMO_PROJECT
+from annotator.services.demo import DEMO_PROJECT, default_models_register
 from annotator.services.detection import CaptionsUnscorable, captions_detect, captions_unfinished_ids
 from annotator.services.imports import images_import
 from annotator.services.model_versions import model_version_activate, model_version_register
 from reward.bootstrap import CAPTIONER, REWARD_MODEL
+from reward.model import MANIFEST
 from shapeworld.render import scene_render
 from shapeworld.scene import scene_from_dict, scene_sample
 from tests.annotator.factories import CaptionFactory, TaskFactory
@@ -97,6 +100,28 @@ def test_seed_demo_builds_a_project_and_prints_logins(models_dir, settings, caps
     stored = [scene_from_dict(image.scene) for image in Image.objects.filter(project__name=DEMO_PROJECT)]
     rng = random.Random(0)
     assert stored == [scene_sample(rng), scene_sample(rng)]
+
+
+def test_a_rebuilt_default_reward_model_rescores_what_nobody_corrected(
+    models_dir, project, django_capture_on_commit_callbacks
+):
+    # This test's own copy of the reward model: its manifest changes as a rebuild would change it.
+    reward_dir = models_dir / REWARD_MODEL
+    shared = reward_dir.resolve()
+    reward_dir.unlink()
+    shutil.copytree(shared, reward_dir)
+    default_models_register(models_dir=models_dir)
+    TaskFactory(project=project)
+    with django_capture_on_commit_callbacks():
+        default_models_register(models_dir=models_dir)
+    assert not Job.objects.filter(kind=Job.Kind.RESCORE).exists()
+    manifest = json.loads((reward_dir / MANIFEST).read_text())
+    manifest["metrics"] = {"training": {"final_loss": 0.01, "threshold": 0.5}}
+    (reward_dir / MANIFEST).write_text(json.dumps(manifest))
+    with django_capture_on_commit_callbacks():
+        default_models_register(models_dir=models_dir)
+    assert Job.objects.filter(kind=Job.Kind.RESCORE).count() == 1
+    assert ModelVersion.objects.get(name=REWARD_MODEL).metrics == manifest["metrics"]
 
 
 def test_seed_demo_without_models_says_how_to_build_them(tmp_path, settings):
