@@ -1,5 +1,6 @@
 """A short pretraining run learns, saves a loadable captioner, and its data are what the model expects."""
 
+import dataclasses
 import random
 
 import numpy as np
@@ -15,6 +16,7 @@ from shapeworld.pretrain import (
     batches_from_pools,
     captioner_pretrain,
     correction_input,
+    cpu_has_native_bf16,
     example_pools,
     lr_factor,
     patch_targets,
@@ -43,6 +45,30 @@ def test_a_short_run_lowers_the_loss_and_reports_progress(trained):
     assert stats["final_loss"] < stats["first_loss"]
     assert stats["seconds"] < 10
     assert progress[-1][0] == 1.0
+
+
+def test_a_run_in_bfloat16_autocast_learns_and_saves_float32_weights(tmp_path):
+    config = dataclasses.replace(MICRO_RUN, steps=30, minutes=5.0, bf16_autocast=True)
+    stats = captioner_pretrain(config, tmp_path)
+    assert stats["steps"] == 30 and stats["final_loss"] < stats["first_loss"]
+    assert set(stats["probe_accuracy"]) and all(0.0 <= a <= 1.0 for a in stats["probe_accuracy"].values())
+    model = AutoModelForImageTextToText.from_pretrained(tmp_path)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "native"),
+    [({"avx2": True, "avx512_f": True}, False), ({"avx512_bf16": True}, True), ({"amx_bf16": True}, True)],
+)
+def test_bfloat16_is_chosen_only_where_the_cpu_multiplies_it_natively(monkeypatch, capabilities, native):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities, raising=False)
+    assert cpu_has_native_bf16() is native
+
+
+def test_a_run_records_the_precision_it_chose(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": True}, raising=False)
+    stats = captioner_pretrain(dataclasses.replace(MICRO_RUN, steps=2, minutes=5.0), tmp_path)
+    assert stats["config"]["bf16_autocast"] is False
 
 
 def test_the_run_saves_a_captioner_that_loads_and_writes_vocabulary_words(trained):
