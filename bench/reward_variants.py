@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument(
         "--spatial-within-axis", action="store_true", help="train on spatial flips within an axis only, as before"
     )
+    parser.add_argument("--bf16", action="store_true", help="training steps in bfloat16 autocast (CPU)")
     parser.add_argument("--vision-lora", action="store_true", help="LoRA in the vision tower too (TLDR freezes it)")
     parser.add_argument("--likelihood-inputs", type=int, default=2, help="3: the runner-up log-probability too")
     parser.add_argument(
@@ -140,7 +141,9 @@ def main() -> None:
         budget = (
             {"minutes": args.minutes, "max_steps": None} if args.minutes else {"minutes": None, "max_steps": args.steps}
         )
-        stats = reward_train(model, processor, batches, TrainConfig(**budget, lr=args.lr, seed=args.seed))
+        stats = reward_train(
+            model, processor, batches, TrainConfig(**budget, lr=args.lr, seed=args.seed, bf16_autocast=args.bf16)
+        )
     held_out = held_out_scenes(args.eval_scenes)
     perturbations = reward_evaluate(model, processor, perturbation_set(held_out))
     own, _ = own_caption_set(held_out, *captioner)

@@ -6,6 +6,7 @@ is measured in bench/.
 """
 
 import json
+import math
 import random
 import subprocess
 import sys
@@ -24,10 +25,10 @@ from reward.bootstrap import (
 )
 from reward.evaluate import held_out_scenes, perturbation_set, reward_evaluate
 from reward.likelihood import captioner_merge
-from reward.model import TokenRewardModel
+from reward.model import RewardConfig, TokenRewardModel
 from reward.report import bootstrap_table
 from reward.selfcorrect import outcome_count
-from reward.train import TrainConfig, learning_rate, shapeworld_batches
+from reward.train import TrainConfig, learning_rate, reward_train, shapeworld_batches
 from reward.vlm import captions_generate, vlm_load
 from shapeworld.grammar import caption_write
 from shapeworld.perturb import CATEGORIES
@@ -102,6 +103,17 @@ def test_training_batches_mix_true_captions_hard_negatives_and_the_captioners_ow
         assert len(categories) == 20
         assert categories.count("own") == 5  # a share of every batch, however large a chunk is
         assert "true" in categories and set(categories) & set(CATEGORIES)
+
+
+def test_reward_training_in_bfloat16_autocast_keeps_float32_weights_and_learns(models_dir):
+    vlm, processor = vlm_load(str(models_dir / CAPTIONER))
+    model = TokenRewardModel.build(vlm, RewardConfig(lora_dropout=0.0), base_model=str(models_dir / CAPTIONER))
+    head_before = model.head.weight.detach().clone()
+    batches = shapeworld_batches(random.Random(0), WorldConfig(), batch_size=8, data_process=False)
+    stats = reward_train(model, processor, batches, TrainConfig(minutes=None, max_steps=6, bf16_autocast=True))
+    assert stats["steps"] == 6 and math.isfinite(stats["final_loss"])
+    assert not torch.equal(model.head.weight, head_before)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 
 def test_the_learning_rate_warms_up_then_decays_to_zero_over_the_budget():
