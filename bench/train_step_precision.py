@@ -19,8 +19,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -36,26 +35,15 @@ from shapeworld.pretrain import (
     _step,
     _vision_states_capture,
     batch_collate,
+    cpu_has_native_bf16,
     example_make,
     probe_class_counts,
 )
 from shapeworld.tiny_vlm import tiny_vlm_build
 
 WARM_UP = 3
-PRECISIONS: dict[str, Callable[[], AbstractContextManager]] = {
-    "float32": nullcontext,
-    "bfloat16_autocast": lambda: torch.autocast("cpu", dtype=torch.bfloat16),
-}
-
-
-def bf16_cpu_flags() -> list[str]:
-    """The CPU's native bfloat16 instruction sets, as Linux names them (none: bfloat16 is emulated)."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
-    except OSError:
-        return []
-    return sorted(flag for flag in set(flags) if flag in ("avx512_bf16", "amx_bf16"))
+# Result name -> `PretrainConfig.bf16_autocast`: the switch training itself uses.
+PRECISIONS = {"float32": False, "bfloat16_autocast": True}
 
 
 def main() -> None:
@@ -66,7 +54,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/train_step_precision.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config = PretrainConfig(bf16_autocast=False)  # each run sets its own precision
+    config = PretrainConfig()
     model, processor = tiny_vlm_build(config.model, seed=0)
     coder, rng = PromptCoder(processor), random.Random(0)
     batches = [
@@ -79,23 +67,23 @@ def main() -> None:
     optimizer, captured = _optimizer(model, probe, config), _vision_states_capture(model)
     model.train()
 
-    def run(precision: Callable[[], AbstractContextManager]) -> list[float]:
+    def run(bf16_autocast: bool) -> list[float]:
+        step_config = replace(config, bf16_autocast=bf16_autocast)
         seconds = []
         for index in range(args.steps):
             start = time.perf_counter()
-            with precision():
-                _step(model, probe, optimizer, captured, batches[index % len(batches)], True, config)
+            _step(model, probe, optimizer, captured, batches[index % len(batches)], True, step_config)
             seconds.append(time.perf_counter() - start)
         return seconds[WARM_UP:]
 
     times: dict[str, list[float]] = {name: [] for name in PRECISIONS}
     for _ in range(args.repeats):
-        for name, precision in PRECISIONS.items():
-            times[name] += run(precision)
+        for name, bf16_autocast in PRECISIONS.items():
+            times[name] += run(bf16_autocast)
     medians = {name: round(statistics.median(values) * 1000, 1) for name, values in times.items()}
     result = {
         **run_info(),
-        "cpu_bf16_flags": bf16_cpu_flags(),
+        "cpu_native_bf16": cpu_has_native_bf16(),
         "threads": args.threads,
         "batch_size": config.batch_size,
         "median_step_ms": medians,
