@@ -40,12 +40,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--captioner-minutes", type=float, default=BootstrapConfig.captioner_minutes)
     parser.add_argument("--reward-minutes", type=float, default=BootstrapConfig.reward_minutes)
+    parser.add_argument("--captioner-letter-weight", type=float, default=BootstrapConfig.captioner_letter_weight)
     parser.add_argument("--eval-scenes", type=int, default=300)
     parser.add_argument("--models-dir", type=Path, default=Path("var/bench-models"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/bootstrap.json"))
     args = parser.parse_args()
     config = BootstrapConfig(
-        captioner_minutes=args.captioner_minutes, reward_minutes=args.reward_minutes, eval_scenes=args.eval_scenes
+        captioner_minutes=args.captioner_minutes,
+        reward_minutes=args.reward_minutes,
+        captioner_letter_weight=args.captioner_letter_weight,
+        eval_scenes=args.eval_scenes,
     )
     shutil.rmtree(args.models_dir, ignore_errors=True)
     start = time.monotonic()

@@ -35,6 +35,7 @@ def command_bootstrap(args: argparse.Namespace) -> int:
         for name, value in (
             ("captioner_minutes", args.captioner_minutes),
             ("reward_minutes", args.reward_minutes),
+            ("captioner_letter_weight", args.captioner_letter_weight),
             ("seed", args.seed),
         )
         if value is not None
@@ -181,6 +182,9 @@ def parser_build() -> argparse.ArgumentParser:
     # Left out, a setting is the cached models' or, for a first run or --force, the ten-minute default.
     bootstrap.add_argument("--captioner-minutes", type=float, help="the captioner's training budget")
     bootstrap.add_argument("--reward-minutes", type=float, help="TLDR's training budget")
+    bootstrap.add_argument(
+        "--captioner-letter-weight", type=float, help="weight of letters in the captioner's losses (default 1)"
+    )
     bootstrap.add_argument("--seed", type=int, help="of both models' training")
     bootstrap.add_argument("--force", action="store_true", help="rebuild even when cached")
     bootstrap.add_argument("--json", action="store_true", help="print the report as JSON")

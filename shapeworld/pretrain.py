@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
-from transformers import LlavaForConditionalGeneration, LlavaProcessor
+from transformers import LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerBase
 
 from shapeworld.background import background_iterate, torch_threads, training_threads
 from shapeworld.grammar import caption_words, caption_write
@@ -109,6 +109,18 @@ class PretrainConfig:
     # batch 64 on a fast machine (defaults: 9.4-14.2 %); 16.1 % and, with seed 1, 27.3 % at batch 32
     # on a slow one (defaults: 18.5-25.3 %). No gain beyond the spread, so the default stays 1.
     relation_probe_weight: float = 1.0
+    # Letters are rare: about one patch in a hundred shows one, and one answer token in a hundred
+    # names one. Unweighted, the probe's letter head learns "no letter" and the decoder the letters'
+    # frequencies. These weigh the patches that bear a letter in the letter head's loss and the letter
+    # tokens in the caption loss (everything else weighs 1). bench/letter_reading.py on 6-minute
+    # captioners (a linear probe on the tower / the decoder teacher-forced / letters named wrongly in
+    # captions; chance reads 12.5 %): weights 1: 39 % / 20 % / 84 %; probe 8 alone: 80 % / 16 % / 86 %
+    # (the decoder never learns to use what the tower reads); both 8: 81 % / 68 % / 29 % (seed 1:
+    # 81 % / 65 % / 37 %), content words as often right; both 16: 86 % / 78 % / 25 %, but 5.3 % of
+    # content words wrong against 2.9 %. They stay 1 by default: TLDR trained for the bootstrap's
+    # 3 minutes on a captioner that reads letters ranks its errors far worse (README, "Letters").
+    letter_probe_weight: float = 1.0
+    letter_caption_weight: float = 1.0
     # Share of the budget spent on the vision tower and probe alone before captioning starts: a
     # vision step costs a fraction of a full one, and captions are learnt faster from features
     # that already tell shapes apart.
@@ -332,17 +344,30 @@ def pools_open(coder: PromptCoder, config: PretrainConfig) -> Iterator[Iterator[
 class PatchProbe(nn.Module):
     """Linear heads on every patch token of the vision tower; discarded after training."""
 
-    def __init__(self, hidden: int, class_counts: dict[str, int], weights: dict[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        hidden: int,
+        class_counts: dict[str, int],
+        weights: dict[str, float] | None = None,
+        letter_weight: float = 1.0,
+    ) -> None:
         super().__init__()
         self.heads = nn.ModuleDict({name: nn.Linear(hidden, n) for name, n in class_counts.items()})
         weights = weights or {}
         self.register_buffer("weights", torch.tensor([weights.get(name, 1.0) for name in class_counts]))
+        # Per-class weights of each head: only the letter classes (after "background" and "no letter") differ.
+        self.class_weights = {
+            name: torch.tensor([1.0, 1.0] + [letter_weight] * (n - 2)) if name == "letter" else None
+            for name, n in class_counts.items()
+        }
 
     def loss(self, patch_states: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of every head, weighted, averaged over heads; patch_states [B, P, H], targets [B, P, heads]."""
         losses = [
-            nn.functional.cross_entropy(head(patch_states).flatten(0, 1), targets[..., k].flatten())
-            for k, head in enumerate(self.heads.values())
+            nn.functional.cross_entropy(
+                head(patch_states).flatten(0, 1).float(), targets[..., k].flatten(), weight=self.class_weights[name]
+            )
+            for k, (name, head) in enumerate(self.heads.items())
         ]
         return (torch.stack(losses) * self.weights).mean()
 
@@ -357,9 +382,23 @@ class PatchProbe(nn.Module):
         }
 
 
-def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Next-token cross-entropy over answer tokens only (logits [B, L, V], labels [B, L])."""
-    return nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE)
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor, token_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Next-token cross-entropy over answer tokens only (logits [B, L, V], labels [B, L]).
+
+    `token_weights` [V] weighs each target token by its id; the mean is over the weights.
+    """
+    return nn.functional.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), weight=token_weights, ignore_index=IGNORE
+    )
+
+
+def answer_token_weights(tokenizer: PreTrainedTokenizerBase, letter_weight: float) -> torch.Tensor | None:
+    """The caption loss's weight of every token id: `letter_weight` for letters, 1 for the rest (None if all 1)."""
+    if letter_weight == 1.0:
+        return None
+    weights = torch.ones(len(tokenizer))
+    weights[tokenizer.convert_tokens_to_ids(list(LETTERS))] = letter_weight
+    return weights
 
 
 def lr_factor(step: int, progress: float, config: PretrainConfig) -> float:
@@ -427,7 +466,8 @@ def captioner_pretrain(
     threads = training_threads(config.torch_threads, data_process=config.data_process)
     with torch_threads(threads), pools_open(coder, config) as pools:
         batches = batches_from_pools(pools, config, processor.tokenizer.pad_token_id)
-        stats = _train(model, batches, config, started, on_progress)
+        token_weights = answer_token_weights(processor.tokenizer, config.letter_caption_weight)
+        stats = _train(model, batches, config, started, token_weights, on_progress)
     model.eval()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -465,6 +505,7 @@ def _train(
     batches: Iterator[dict[str, torch.Tensor]],
     config: PretrainConfig,
     started: float,
+    token_weights: torch.Tensor | None,
     on_progress: ProgressCallback | None,
 ) -> dict:
     """The training loop: probe warm-up, then caption loss plus the probe's, until the budget is used."""
@@ -472,6 +513,7 @@ def _train(
         config.model.vision_hidden,
         probe_class_counts(config.world),
         weights={"relation": config.relation_probe_weight},
+        letter_weight=config.letter_probe_weight,
     )
     optimizer = _optimizer(model, probe, config)
     captured = _vision_states_capture(model)
@@ -488,7 +530,7 @@ def _train(
             for part in parts:
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr * lr_factor(tally.steps, done, config)
-                losses = _step(model, probe, optimizer, captured, part, captioning, config)
+                losses = _step(model, probe, optimizer, captured, part, captioning, config, token_weights)
                 tally.add(len(part["labels"]), *losses)
             if tally.steps % 20 < len(parts):
                 tally.probe_accuracy = probe.accuracy(captured["states"][:, 1:], parts[-1]["patch_targets"])
@@ -518,6 +560,7 @@ def _step(
     batch: dict[str, torch.Tensor],
     captioning: bool,
     config: PretrainConfig,
+    token_weights: torch.Tensor | None = None,
 ) -> tuple[float | None, float]:
     """One optimiser step: the probe's loss, plus the caption loss once captioning has started."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16_autocast):
@@ -528,7 +571,7 @@ def _step(
             model.model.vision_tower(batch["pixel_values"])  # the probe needs nothing else
         patch_states = captured["states"][:, 1:]  # [B, patches, H]; CLS dropped, as LLaVA does
         probe_loss = probe.loss(patch_states, batch["patch_targets"])
-        caption_loss = answer_loss(logits, batch["labels"]) if captioning else None
+        caption_loss = answer_loss(logits, batch["labels"], token_weights) if captioning else None
     loss = config.probe_weight * probe_loss + (caption_loss if caption_loss is not None else 0.0)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

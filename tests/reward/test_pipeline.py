@@ -34,7 +34,9 @@ from shapeworld.grammar import caption_write
 from shapeworld.perturb import CATEGORIES
 from shapeworld.scene import WorldConfig
 
-MICRO = BootstrapConfig(captioner_minutes=0.15, reward_minutes=0.1, reward_batch_size=8, eval_scenes=12)
+MICRO = BootstrapConfig(
+    captioner_minutes=0.15, reward_minutes=0.1, reward_batch_size=8, eval_scenes=12, captioner_letter_weight=2.0
+)
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +93,14 @@ def test_other_budgets_than_the_cached_models_were_built_with_are_refused_not_ig
     result = _cli("--models-dir", str(models_dir), "bootstrap", "--reward-minutes", "12", "--json")
     assert result.returncode == 2
     assert "reward_minutes=0.1" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_letter_weight_reaches_the_captioners_training_and_is_checked_against_the_cache(models_dir):
+    trained_with = json.loads((models_dir / CAPTIONER / "pretrain_stats.json").read_text())["config"]
+    assert trained_with["letter_probe_weight"] == trained_with["letter_caption_weight"] == 2.0
+    result = _cli("--models-dir", str(models_dir), "bootstrap", "--captioner-letter-weight", "8", "--json")
+    assert result.returncode == 2
+    assert "captioner_letter_weight=2.0, not captioner_letter_weight=8.0" in result.stderr
 
 
 def test_training_batches_mix_true_captions_hard_negatives_and_the_captioners_own(models_dir):

@@ -13,6 +13,8 @@ from shapeworld.pretrain import (
     PatchProbe,
     PretrainConfig,
     PromptCoder,
+    answer_loss,
+    answer_token_weights,
     batches_from_pools,
     captioner_pretrain,
     correction_input,
@@ -24,7 +26,7 @@ from shapeworld.pretrain import (
     pools_open,
 )
 from shapeworld.render import scene_render
-from shapeworld.scene import ObjectGroup, Scene, scene_sample
+from shapeworld.scene import LETTERS, ObjectGroup, Scene, scene_sample
 from shapeworld.tiny_vlm import CAPTION_INSTRUCTION, correction_instruction, tiny_vlm_build
 from tests.shapeworld.micro import MICRO
 
@@ -183,3 +185,34 @@ def test_the_probe_loss_weighs_the_relation_head_as_configured():
     )
     assert torch.allclose(plain.loss(states, targets), (shape_loss + relation_loss) / 2)
     assert torch.allclose(weighted.loss(states, targets), (shape_loss + 4 * relation_loss) / 2)
+
+
+def test_the_probe_loss_weighs_patches_that_bear_a_letter():
+    counts = {"letter": 5}  # background, no letter, three letters
+    states = torch.zeros(1, 4, 8)
+    targets = torch.tensor([[[0], [1], [1], [3]]])  # one patch in four shows a letter
+    plain, weighted = PatchProbe(8, counts), PatchProbe(8, counts, letter_weight=3.0)
+    for probe in (plain, weighted):
+        with torch.no_grad():  # the same answer on every patch, a letter least likely
+            probe.heads["letter"].weight.zero_()
+            probe.heads["letter"].bias.copy_(torch.tensor([2.0, 1.0, 0.0, 0.0, 0.0]))
+    per_patch = -torch.log_softmax(torch.tensor([2.0, 1.0, 0.0, 0.0, 0.0]), -1)[targets.flatten()]
+    assert torch.allclose(plain.loss(states, targets), per_patch.mean())
+    weights = torch.tensor([1.0, 1.0, 1.0, 3.0])
+    assert torch.allclose(weighted.loss(states, targets), (per_patch * weights).sum() / weights.sum())
+
+
+def test_letter_tokens_weigh_more_in_the_caption_loss():
+    _, processor = tiny_vlm_build(MICRO)
+    tokenizer = processor.tokenizer
+    assert answer_token_weights(tokenizer, 1.0) is None
+    weights = answer_token_weights(tokenizer, 4.0)
+    letter_ids = tokenizer.convert_tokens_to_ids(list(LETTERS))
+    assert weights[letter_ids].eq(4.0).all() and weights.sum() == len(tokenizer) + 3 * len(LETTERS)
+    word, letter = tokenizer.convert_tokens_to_ids(["circle", "K"])
+    labels = torch.tensor([[-100, word, letter]])  # the first position is the prompt: no loss
+    logits = torch.zeros(1, 3, len(tokenizer))
+    logits[0, 0, word] = 3.0  # the word is easy, the letter is not
+    per_token = -torch.log_softmax(logits[0, :2], -1)[[0, 1], [word, letter]]
+    assert torch.allclose(answer_loss(logits, labels), per_token.mean())
+    assert torch.allclose(answer_loss(logits, labels, weights), (per_token[0] + 4 * per_token[1]) / 5)
