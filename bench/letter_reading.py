@@ -29,12 +29,14 @@ from reward.evaluate import held_out_scenes
 from reward.vlm import captions_generate, vlm_load
 from shapeworld.grammar import caption_write
 from shapeworld.hallucination import captioner_rates
-from shapeworld.pretrain import pixels_normalise
+from shapeworld.pretrain import PromptCoder, pixels_normalise
 from shapeworld.render import scene_render
 from shapeworld.scene import LETTERS, Scene, WorldConfig, scene_sample
-from shapeworld.tiny_vlm import CAPTION_INSTRUCTION, prompt_ids
+from shapeworld.tiny_vlm import CAPTION_INSTRUCTION
 
 PROBE_SEED = 20261201
+# Held-out scenes (every kind, from the evaluation seed) the captions are judged on.
+CAPTION_SCENES = 500
 
 
 def lettered_scenes(n: int, seed: int) -> list[Scene]:
@@ -87,20 +89,19 @@ def probe_accuracy(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.T
 @torch.inference_mode()
 def teacher_forced_accuracy(model, processor, scenes: list[Scene]) -> float:
     """Share of letters in canonical captions that the decoder ranks first among the eight letters."""
-    tokenizer = processor.tokenizer
-    letter_ids = tokenizer.convert_tokens_to_ids(list(LETTERS))
-    prompt = prompt_ids(processor, CAPTION_INSTRUCTION)
+    letter_ids = processor.tokenizer.convert_tokens_to_ids(list(LETTERS))
+    coder = PromptCoder(processor)  # the ids the captioner was trained on
     side = model.model.vision_tower.config.image_size
     right = []
     for scene in scenes:
-        answer = tokenizer(" " + caption_write(scene), add_special_tokens=False)["input_ids"]
-        ids = torch.tensor([prompt + answer])
+        sequence, answer_start = coder.sequence(CAPTION_INSTRUCTION, caption_write(scene))
+        ids = torch.tensor([sequence])
         pixels = pixels_normalise(np.array(scene_render(scene, side))[None])
         logits = model(pixel_values=pixels, input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0]
-        for k, token in enumerate(answer):
-            if token in letter_ids:
-                predicted = logits[len(prompt) + k - 1, letter_ids].argmax().item()
-                right.append(letter_ids[predicted] == token)
+        for position in range(answer_start, len(sequence)):
+            if sequence[position] in letter_ids:
+                predicted = logits[position - 1, letter_ids].argmax().item()
+                right.append(letter_ids[predicted] == sequence[position])
     return float(np.mean(right))
 
 
@@ -109,7 +110,7 @@ def captioner_letters(captioner_dir: str, n_probe: int, n_eval: int) -> dict:
     model.eval()
     probe_scenes = lettered_scenes(n_probe, seed=PROBE_SEED)
     eval_scenes = lettered_scenes(n_eval, seed=PROBE_SEED + 1)
-    held_out = held_out_scenes(500)
+    held_out = held_out_scenes(CAPTION_SCENES)
     captions = captions_generate(model, processor, held_out.images)
     rates = captioner_rates(held_out.scenes, captions)
     stats_path = Path(captioner_dir) / "pretrain_stats.json"
@@ -126,7 +127,7 @@ def captioner_letters(captioner_dir: str, n_probe: int, n_eval: int) -> dict:
         "captions_letters_wrong": round(rates["per_kind"]["letter"], 3),
         "captions_content_words_wrong": round(rates["content_word_hallucination_rate"], 4),
         "captions_object_recall": round(rates["object_recall"], 4),
-        "held_out_scenes": 500,
+        "held_out_scenes": CAPTION_SCENES,
     }
 
 

@@ -355,17 +355,17 @@ class PatchProbe(nn.Module):
         self.heads = nn.ModuleDict({name: nn.Linear(hidden, n) for name, n in class_counts.items()})
         weights = weights or {}
         self.register_buffer("weights", torch.tensor([weights.get(name, 1.0) for name in class_counts]))
-        # Per-class weights of each head: only the letter classes (after "background" and "no letter") differ.
-        self.class_weights = {
-            name: torch.tensor([1.0, 1.0] + [letter_weight] * (n - 2)) if name == "letter" else None
-            for name, n in class_counts.items()
-        }
+        # The letter head's class weights: "background" and "no letter" weigh 1, the letters `letter_weight`.
+        letters = class_counts.get("letter", 2) - 2
+        self.register_buffer("letter_class_weights", torch.tensor([1.0, 1.0] + [letter_weight] * letters))
 
     def loss(self, patch_states: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of every head, weighted, averaged over heads; patch_states [B, P, H], targets [B, P, heads]."""
         losses = [
             nn.functional.cross_entropy(
-                head(patch_states).flatten(0, 1).float(), targets[..., k].flatten(), weight=self.class_weights[name]
+                head(patch_states).flatten(0, 1),
+                targets[..., k].flatten(),
+                weight=self.letter_class_weights if name == "letter" else None,
             )
             for k, (name, head) in enumerate(self.heads.items())
         ]
@@ -388,7 +388,7 @@ def answer_loss(logits: torch.Tensor, labels: torch.Tensor, token_weights: torch
     `token_weights` [V] weighs each target token by its id; the mean is over the weights.
     """
     return nn.functional.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), weight=token_weights, ignore_index=IGNORE
+        logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), weight=token_weights, ignore_index=IGNORE
     )
 
 
