@@ -67,6 +67,9 @@ def main() -> None:
         "config": report["config"],
         "bootstrap_wall_seconds": round(bootstrap_seconds, 1),
         "captioner_training_seconds": report["captioner_training"]["wall_seconds"],
+        "captioner_training": {
+            key: report["captioner_training"].get(key) for key in ("steps", "samples_per_second", "threads")
+        },
         "reward_training_seconds": report["reward_training"]["wall_seconds"],
         "captioner": evaluation["captioner"],
         "perturbations": {

@@ -109,7 +109,6 @@ def main() -> None:
     from reward.model import RewardConfig, TokenRewardModel
     from reward.train import TrainConfig, reward_train, shapeworld_batches
     from reward.vlm import vlm_load
-    from shapeworld.background import torch_threads, training_threads
     from shapeworld.scene import WorldConfig
 
     models_bootstrap(args.models_dir)
@@ -137,7 +136,7 @@ def main() -> None:
         image_side_share=args.image_side_share,
     )
     within_axis = spatial_within_axis() if args.spatial_within_axis else nullcontext()
-    with closing(batches), torch_threads(training_threads(None, data_process=True)), within_axis:
+    with closing(batches), within_axis:
         budget = (
             {"minutes": args.minutes, "max_steps": None} if args.minutes else {"minutes": None, "max_steps": args.steps}
         )

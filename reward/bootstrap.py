@@ -23,7 +23,6 @@ from reward.evaluate import VALIDATION_SEED, held_out_scenes, own_caption_set, p
 from reward.model import MANIFEST, RewardConfig, TokenRewardModel
 from reward.train import TrainConfig, reward_train, shapeworld_batches
 from reward.vlm import vlm_load
-from shapeworld.background import torch_threads, training_threads
 from shapeworld.hallucination import captioner_rates
 from shapeworld.pretrain import PretrainConfig, captioner_pretrain
 from shapeworld.scene import WorldConfig
@@ -151,7 +150,7 @@ def reward_model_train(
         captioner=captioner,
         own_share=config.own_share,
     )
-    with closing(batches), torch_threads(training_threads(None, data_process=True)):
+    with closing(batches):
         stats = reward_train(
             model,
             processor,

@@ -107,9 +107,11 @@ def torch_threads(count: int) -> Iterator[None]:
 def training_threads(requested: int | None, *, data_process: bool) -> int:
     """Intra-op threads for training: one core is left to the data process when there is one.
 
-    torch's OpenMP threads spin while they wait for each other; sharing their cores with a busy
-    process stalls them badly (measured on 2 cores: 20 samples/s with 2 threads and a data process,
-    119 with 1 thread and a data process, under the same outside load).
+    For a data process that is busy most of the time (the verifier's). torch's OpenMP threads spin
+    while they wait for each other; sharing their cores with a busy process stalls them badly
+    (measured on 2 cores: 20 samples/s with 2 threads and a data process, 119 with 1 thread and a
+    data process, under the same outside load). Where the data process needs little of a core, every
+    core trains (`shapeworld.pretrain.PretrainConfig.example_reuse`, `reward.train.TrainConfig.torch_threads`).
     """
     if requested is not None:
         return requested

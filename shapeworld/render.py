@@ -1,7 +1,10 @@
 """Drawing a scene: filled shapes on a dark background, a letter on large single objects.
 
-Shapes are drawn at four times the size and scaled down, so edges are smooth at 64 px and the
-result is still a pure function of the scene.
+Shapes are drawn at four times the size and scaled down by averaging each 4 x 4 block (a box
+filter), so edges are smooth at 64 px and the result is still a pure function of the scene. The box
+filter, not Lanczos: the same anti-aliasing for shapes this coarse, and a tenth of the cost (0.05 ms
+instead of 0.55 ms of the 3.2 ms a captioner's training example took), which matters because the
+captioner's training data is drawn while it trains.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def scene_render(scene: Scene, size: int = 64) -> Image.Image:
             _shape_draw(draw, group.shape, (x * side, y * side), radius, RGB[group.colour])
             if group.letter is not None:
                 _letter_draw(draw, group, (x * side, y * side), radius)
-    return canvas.resize((size, size), Image.Resampling.LANCZOS)
+    return canvas.reduce(_SUPERSAMPLE)
 
 
 def scenes_drawn(n: int, seed: int, world: WorldConfig | None = None) -> tuple[list[Scene], list[Image.Image]]:

@@ -7,6 +7,7 @@ is measured in bench/.
 
 import json
 import math
+import os
 import random
 import subprocess
 import sys
@@ -68,12 +69,18 @@ def test_a_second_run_is_served_from_the_cache_without_training(models_dir):
 
 def test_the_table_names_the_word_kinds_tldr_misses_on_own_captions(models_dir):
     report = json.loads((models_dir / REPORT).read_text())
-    kinds = report["evaluation"]["tldr_own_captions"]["by_word_kind"]
-    wrong = {kind: row["bad"] for kind, row in kinds.items() if row["bad"]}
-    assert wrong, "a captioner trained for seconds writes wrong words"
+    assert isinstance(report["evaluation"]["tldr_own_captions"]["by_word_kind"], dict)
+    # What a captioner trained for seconds writes varies with the machine's speed; the table is
+    # checked on known counts, with a kind that has no wrong token and is left out.
+    kinds = {
+        "letter": {"tokens": 40, "bad": 30, "auc": 0.41},
+        "relation": {"tokens": 300, "bad": 120, "auc": 0.72},
+        "size": {"tokens": 700, "bad": 0, "auc": None},
+    }
+    report["evaluation"]["tldr_own_captions"]["by_word_kind"] = kinds
     line = bootstrap_table(report, models_dir).splitlines()[-3]
     assert line.startswith("  wrong tokens by word kind")
-    assert all(f"{kind} {bad}/{kinds[kind]['tokens']}" in line for kind, bad in wrong.items())
+    assert "letter 30/40" in line and "relation 120/300" in line and "size" not in line
     del report["evaluation"]["tldr_own_captions"]["by_word_kind"]  # a report written before it existed
     assert "wrong tokens by word kind" not in bootstrap_table(report, models_dir)
 
@@ -124,6 +131,20 @@ def test_reward_training_in_bfloat16_autocast_keeps_float32_weights_and_learns(m
     assert stats["steps"] == 6 and math.isfinite(stats["final_loss"])
     assert not torch.equal(model.head.weight, head_before)
     assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_reward_training_takes_every_core_and_gives_the_callers_threads_back(models_dir):
+    vlm, processor = vlm_load(str(models_dir / CAPTIONER))
+    model = TokenRewardModel.build(vlm, RewardConfig(lora_dropout=0.0), base_model=str(models_dir / CAPTIONER))
+    batches = shapeworld_batches(random.Random(0), WorldConfig(), batch_size=4, data_process=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        stats = reward_train(model, processor, batches, TrainConfig(minutes=None, max_steps=1))
+        assert stats["threads"] == (os.cpu_count() or 1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_the_learning_rate_warms_up_then_decays_to_zero_over_the_budget():

@@ -1,6 +1,7 @@
 """A short pretraining run learns, saves a loadable captioner, and its data are what the model expects."""
 
 import dataclasses
+import os
 import random
 
 import numpy as np
@@ -47,6 +48,11 @@ def test_a_short_run_lowers_the_loss_and_reports_progress(trained):
     assert stats["final_loss"] < stats["first_loss"]
     assert stats["seconds"] < 10
     assert progress[-1][0] == 1.0
+
+
+def test_a_run_trains_on_every_core_by_default(trained):
+    _, stats, _ = trained
+    assert stats["threads"] == (os.cpu_count() or 1)
 
 
 def test_a_run_in_bfloat16_autocast_learns_and_saves_float32_weights(tmp_path):
@@ -142,6 +148,26 @@ def test_the_data_stream_depends_only_on_the_seed():
     )
     for key in first:
         assert torch.equal(first[key], second[key])
+
+
+def test_each_example_is_served_example_reuse_times_with_other_batch_mates():
+    _, processor = tiny_vlm_build(MICRO)
+    config = dataclasses.replace(MICRO_RUN, example_reuse=2)
+    pool = next(example_pools(PromptCoder(processor), config))
+    batches = list(batches_from_pools(iter([pool]), config, processor.tokenizer.pad_token_id))
+    assert len(batches) == 2 * len(pool) // config.batch_size
+
+    def rows(batch):
+        columns = (batch["input_ids"], batch["attention_mask"], batch["pixel_values"])
+        return frozenset(
+            (tuple(ids[mask.bool()].tolist()), pixels.numpy().tobytes())
+            for ids, mask, pixels in zip(*columns, strict=True)
+        )
+
+    first, second = batches[: len(batches) // 2], batches[len(batches) // 2 :]
+    served = [row for batch in batches for row in rows(batch)]
+    assert len(set(served)) == len(pool) and len(served) == 2 * len(pool)
+    assert set(map(rows, first)) != set(map(rows, second))
 
 
 def test_learning_rate_warms_up_then_follows_a_cosine_over_time():
