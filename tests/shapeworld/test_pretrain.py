@@ -242,3 +242,12 @@ def test_letter_tokens_weigh_more_in_the_caption_loss():
     per_token = -torch.log_softmax(logits[0, :2], -1)[[0, 1], [word, letter]]
     assert torch.allclose(answer_loss(logits, labels), per_token.mean())
     assert torch.allclose(answer_loss(logits, labels, weights), (per_token[0] + 4 * per_token[1]) / 5)
+
+
+def test_relation_directions_weigh_more_in_the_caption_loss_when_asked():
+    _, processor = tiny_vlm_build(MICRO)
+    tokenizer = processor.tokenizer
+    weights = answer_token_weights(tokenizer, 1.0, relation_weight=3.0)
+    directions = tokenizer.convert_tokens_to_ids(["left", "right", "above", "below"])
+    assert weights[directions].eq(3.0).all() and weights.sum() == len(tokenizer) + 2 * 4
+    assert weights[tokenizer.convert_tokens_to_ids(["of", "K", "circle"])].eq(1.0).all()
