@@ -8,7 +8,6 @@ instead where a test or a benchmark wants a fixed amount of work.
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ from reward.data import LabelledCaption, own_caption_examples, shapeworld_stream
 from reward.model import TokenRewardModel, reward_loss
 from reward.tokens import encode_responses, token_labels_from_words
 from reward.vlm import CAPTION_PROMPT, captions_generate
-from shapeworld.background import background_iterate, torch_threads
+from shapeworld.background import background_iterate, torch_threads, training_threads
 from shapeworld.render import scene_render
 from shapeworld.scene import WorldConfig, scene_sample
 
@@ -94,7 +93,7 @@ def reward_train(
     `should_stop` is asked before every step: a job that is cancelled or near its time limit ends the
     run early and keeps the model trained so far (the statistics say it was stopped).
     """
-    with torch_threads(config.torch_threads or os.cpu_count() or 1):
+    with torch_threads(training_threads(config.torch_threads, busy_data_process=False)):
         return _train(model, processor, batches, config, on_progress, should_stop)
 
 

@@ -104,16 +104,16 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def training_threads(requested: int | None, *, data_process: bool) -> int:
-    """Intra-op threads for training: one core is left to the data process when there is one.
+def training_threads(requested: int | None, *, busy_data_process: bool) -> int:
+    """Intra-op threads for training: `requested`, else every core, less one left to a busy data process.
 
-    For a data process that is busy most of the time (the verifier's). torch's OpenMP threads spin
-    while they wait for each other; sharing their cores with a busy process stalls them badly
-    (measured on 2 cores: 20 samples/s with 2 threads and a data process, 119 with 1 thread and a
-    data process, under the same outside load). Where the data process needs little of a core, every
-    core trains (`shapeworld.pretrain.PretrainConfig.example_reuse`, `reward.train.TrainConfig.torch_threads`).
+    torch's OpenMP threads spin while they wait for each other; sharing their cores with a process
+    that is busy most of the time (the verifier's) stalls them badly (measured on 2 cores: 20
+    samples/s with 2 threads and a data process, 119 with 1 thread and a data process, under the same
+    outside load). A data process that needs little of a core is not busy: every core trains
+    (`shapeworld.pretrain.PretrainConfig.example_reuse`, `reward.train.TrainConfig.torch_threads`).
     """
     if requested is not None:
         return requested
     cores = os.cpu_count() or 1
-    return max(1, cores - 1) if data_process else cores
+    return max(1, cores - 1) if busy_data_process else cores

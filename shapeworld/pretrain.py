@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +35,7 @@ from torch import nn
 from tqdm import tqdm
 from transformers import LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerBase
 
-from shapeworld.background import background_iterate, torch_threads
+from shapeworld.background import background_iterate, torch_threads, training_threads
 from shapeworld.grammar import caption_words, caption_write
 from shapeworld.parser import word_kind
 from shapeworld.perturb import caption_perturb_any
@@ -491,7 +490,7 @@ def captioner_pretrain(
     torch.manual_seed(config.seed)
     model, processor = tiny_vlm_build(config.model, seed=config.seed)
     coder = PromptCoder(processor)
-    threads = config.torch_threads or os.cpu_count() or 1
+    threads = training_threads(config.torch_threads, busy_data_process=False)
     with torch_threads(threads), pools_open(coder, config) as pools:
         batches = batches_from_pools(pools, config, processor.tokenizer.pad_token_id)
         token_weights = answer_token_weights(

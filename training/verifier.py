@@ -600,7 +600,7 @@ def verifier_train(config: VerifierConfig, out_dir: Path, *, on_progress: Progre
     started = time.monotonic()
     torch.manual_seed(config.seed)
     verifier = Verifier(config)
-    threads = training_threads(config.torch_threads, data_process=config.data_process)
+    threads = training_threads(config.torch_threads, busy_data_process=config.data_process)
     with torch_threads(threads):
         with background_iterate(training_batches, config, enabled=config.data_process) as batches:
             stats = _train(verifier, batches, config, on_progress)
