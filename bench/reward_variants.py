@@ -90,6 +90,7 @@ def main() -> None:
     parser.add_argument("--lora-alpha", type=int, help="LoRA alpha; by default twice the rank, as RewardConfig's")
     parser.add_argument("--scenes-together", action="store_true", help="true caption and negatives together")
     parser.add_argument("--image-side-share", type=float, default=0.0, help="scenes with an image-side negative")
+    parser.add_argument("--reflection-share", type=float, default=0.0, help="scenes with a reflected-image negative")
     parser.add_argument("--head-on-hidden-only", action="store_true", help="the head reads h_k alone")
     parser.add_argument("--read-once", action="store_true", help="each caption read once, as before reads_twice")
     parser.add_argument(
@@ -134,6 +135,7 @@ def main() -> None:
         own_share=args.own_share,
         scenes_together=args.scenes_together,
         image_side_share=args.image_side_share,
+        reflection_share=args.reflection_share,
     )
     within_axis = spatial_within_axis() if args.spatial_within_axis else nullcontext()
     with closing(batches), within_axis:

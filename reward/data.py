@@ -24,6 +24,7 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from PIL import Image
 
@@ -35,7 +36,16 @@ from shapeworld.grammar import caption_write
 from shapeworld.parser import WordLabel, caption_label
 from shapeworld.perturb import CATEGORIES, caption_perturb
 from shapeworld.render import scene_render
-from shapeworld.scene import COLOURS, LETTER_SHAPES, SHAPES, Scene, WorldConfig, scene_from_dict, scene_sample
+from shapeworld.scene import (
+    COLOURS,
+    LETTER_SHAPES,
+    SHAPES,
+    Scene,
+    WorldConfig,
+    scene_from_dict,
+    scene_reflected,
+    scene_sample,
+)
 
 BAD_LABELS = ("hallucinated", "unparsed")
 
@@ -113,12 +123,37 @@ def image_side_negative(scene: Scene, caption: str, rng: random.Random, size: in
     return LabelledCaption(image, caption, bad_spans_from_words(caption_label(altered, caption)), "image_side")
 
 
+def reflected_negative(scene: Scene, caption: str, rng: random.Random, size: int) -> LabelledCaption | None:
+    """A true caption of `scene` on the image of the scene reflected, so that its relation words are wrong.
+
+    Relations are what TLDR on the built-in backbone finds worst, in perturbations and in the
+    captioner's own captions. A changed relation word can be half-judged from the sentence alone;
+    here the words are the very ones that were right, and only where the objects now stand says
+    otherwise. The line (`scene_reflected`) is drawn at random among those that make a word of the
+    caption wrong; None for a caption that states no relation.
+    """
+    lines: list[Literal["vertical", "horizontal", "diagonal"]] = ["vertical", "horizontal", "diagonal"]
+    rng.shuffle(lines)
+    for line in lines:
+        reflected = scene_reflected(scene, line)
+        spans = bad_spans_from_words(caption_label(reflected, caption))
+        if spans:
+            return LabelledCaption(scene_render(reflected, size), caption, spans, "reflected")
+    return None
+
+
 def shapeworld_stream(
-    rng: random.Random, world: WorldConfig, *, negatives: int = 1, image_side_share: float = 0.0
+    rng: random.Random,
+    world: WorldConfig,
+    *,
+    negatives: int = 1,
+    image_side_share: float = 0.0,
+    reflection_share: float = 0.0,
 ) -> Iterator[tuple[Scene, Image.Image, list[LabelledCaption]]]:
     """An endless stream of fresh scenes, each with its true caption and hard negatives.
 
-    `image_side_share` of the scenes also give an image-side negative of their true caption.
+    `image_side_share` of the scenes also give an image-side negative of their true caption, and
+    `reflection_share` of them a reflected one (`reflected_negative`) where the caption states a relation.
     """
     while True:
         scene = scene_sample(rng, world)
@@ -126,6 +161,9 @@ def shapeworld_stream(
         examples = scene_examples(scene, image, rng, negatives=negatives)
         if rng.random() < image_side_share:
             examples.append(image_side_negative(scene, examples[0].caption, rng, world.image_size))
+        if rng.random() < reflection_share:
+            reflected = reflected_negative(scene, examples[0].caption, rng, world.image_size)
+            examples += [reflected] if reflected is not None else []
         yield scene, image, examples
 
 

@@ -148,17 +148,22 @@ def _train(
 
 
 def synthetic_pools(
-    seed: int, world: WorldConfig, size: int, scenes_together: bool = False, image_side_share: float = 0.0
+    seed: int,
+    world: WorldConfig,
+    size: int,
+    scenes_together: bool = False,
+    image_side_share: float = 0.0,
+    reflection_share: float = 0.0,
 ) -> Iterator[list[LabelledCaption]]:
     """Endless shuffled pools of at least `size` true captions and hard negatives; the seed decides all.
 
     `scenes_together` shuffles whole scenes instead of captions, so a scene's true caption and its
     negatives sit side by side and mostly land in the same batch: the two differ only in the changed
     words, on the same image, which leaves the image as the only way to tell them apart.
-    `image_side_share`: see `shapeworld_stream`.
+    `image_side_share`, `reflection_share`: see `shapeworld_stream`.
     """
     rng = random.Random(seed)
-    stream = shapeworld_stream(rng, world, image_side_share=image_side_share)
+    stream = shapeworld_stream(rng, world, image_side_share=image_side_share, reflection_share=reflection_share)
     while True:
         scenes: list[list[LabelledCaption]] = []
         while sum(map(len, scenes)) < size:
@@ -183,6 +188,7 @@ def shapeworld_batches(
     data_process: bool = True,
     scenes_together: bool = False,
     image_side_share: float = 0.0,
+    reflection_share: float = 0.0,
 ) -> Iterator[list[LabelledCaption]]:
     """Endless shuffled batches: true captions, hard negatives and (with a captioner) its own captions.
 
@@ -192,14 +198,15 @@ def shapeworld_batches(
     app will actually show; half is sampled at temperature 1, for the variety of errors. The synthetic
     examples are made by a background process (`data_process`), which roughly doubles the steps a
     CPU fits into a budget; closing the generator stops that process. `scenes_together`: see
-    `synthetic_pools`; `image_side_share`: see `shapeworld_stream` (bench/reward_variants.py measures both).
+    `synthetic_pools`; `image_side_share`, `reflection_share`: see `shapeworld_stream` (bench/reward_variants.py
+    measures them).
     """
     own_wanted = round(own_share * batch_size) if captioner is not None else 0
     size = batch_size - own_wanted
     own: list[LabelledCaption] = []
     synthetic: list[LabelledCaption] = []
     seed = rng.randrange(2**31)
-    pool_args = (seed, world, size * 8, scenes_together, image_side_share)
+    pool_args = (seed, world, size * 8, scenes_together, image_side_share, reflection_share)
     with background_iterate(synthetic_pools, *pool_args, enabled=data_process) as pools:
         while True:
             if len(synthetic) < size:

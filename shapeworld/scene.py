@@ -6,10 +6,12 @@ round-trips through JSON; sampling it is deterministic given a `random.Random`.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
 from dataclasses import dataclass
+from typing import Literal
 
 SHAPES = ("circle", "square", "triangle", "star", "hexagon", "cross")
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "grey")
@@ -112,6 +114,28 @@ def relation_holds(relation: str, a: ObjectGroup, b: ObjectGroup) -> bool:
         "below": (dy, dx, 1),
     }[relation]
     return along * sign >= MIN_OFFSET and abs(across) <= DOMINANCE * abs(along)
+
+
+def scene_reflected(scene: Scene, line: Literal["vertical", "horizontal", "diagonal"]) -> Scene:
+    """The scene reflected across the image's vertical or horizontal midline, or its main diagonal.
+
+    A vertical line turns every left into right, a horizontal one every above into below, and the
+    diagonal (x and y swapped) turns left of into above and right of into below: the wrong axis,
+    which is how a captioner most often gets a relation wrong. Nothing else changes (objects stay
+    upright, so letters still read), so a true caption of the scene is wrong on the reflected
+    image in its relation words alone. The groups are put back in canonical order (left to right).
+    """
+
+    def reflect(position: tuple[float, float]) -> tuple[float, float]:
+        x, y = position
+        if line == "vertical":
+            return round(1 - x, 4), y
+        if line == "horizontal":
+            return x, round(1 - y, 4)
+        return y, x
+
+    groups = [dataclasses.replace(g, positions=tuple(map(reflect, g.positions))) for g in scene.groups]
+    return Scene(groups=tuple(sorted(groups, key=lambda g: g.centre[0])))
 
 
 def _offset(a: ObjectGroup, b: ObjectGroup) -> tuple[float, float]:

@@ -8,6 +8,7 @@ from reward.data import (
     correction_example,
     image_side_negative,
     labelled_jsonl_read,
+    reflected_negative,
     scene_altered,
     scene_examples,
     shapeworld_dir_read,
@@ -16,7 +17,7 @@ from shapeworld.dataset import dataset_write
 from shapeworld.grammar import caption_words, caption_write
 from shapeworld.parser import caption_label
 from shapeworld.render import scene_render
-from shapeworld.scene import LETTER_SHAPES, scene_sample
+from shapeworld.scene import LETTER_SHAPES, Scene, scene_sample
 
 
 def _bad_words(example) -> list[str]:
@@ -72,6 +73,28 @@ def test_an_image_side_negative_keeps_the_true_caption_and_flags_what_the_image_
         assert {caption[s:e] for s, e in negative.bad_spans} <= {
             word for g in scene.groups for word in (g.colour, g.shape, g.shape + "s", g.shape + "es")
         } | {"left", "right", "above", "below"}
+
+
+def test_a_reflected_negative_keeps_the_true_caption_and_flags_only_relation_words():
+    rng = random.Random(5)
+    made = 0
+    for index in range(60):
+        scene = scene_sample(rng)
+        caption = caption_write(scene, rng if index % 2 else None)
+        negative = reflected_negative(scene, caption, rng, 64)
+        if len(scene.groups) == 1:
+            assert negative is None
+            continue
+        made += 1
+        assert negative.caption == caption and negative.category == "reflected"
+        assert negative.image.tobytes() != scene_render(scene).tobytes()
+        assert _bad_words(negative) and set(_bad_words(negative)) <= {"left", "right", "above", "below"}
+    assert made > 20
+
+
+def test_a_caption_without_a_relation_has_no_reflected_negative():
+    scene = Scene(groups=(scene_sample(random.Random(0)).groups[0],))
+    assert reflected_negative(scene, caption_write(scene), random.Random(0), 64) is None
 
 
 def test_a_correction_marks_replaced_and_deleted_words_of_the_original_bad():

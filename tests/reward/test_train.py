@@ -38,3 +38,10 @@ def test_image_side_negatives_join_the_pool_when_asked():
     image_side = [e for e in pool if e.category == "image_side"]
     assert image_side and all(e.bad_spans for e in image_side)
     assert not [e for e in next(synthetic_pools(3, WorldConfig(), 64)) if e.category == "image_side"]
+
+
+def test_reflected_negatives_join_the_pool_when_asked():
+    pool = next(synthetic_pools(3, WorldConfig(), 64, reflection_share=1.0))
+    reflected = [e for e in pool if e.category == "reflected"]
+    assert reflected and all(e.bad_spans for e in reflected)
+    assert not [e for e in next(synthetic_pools(3, WorldConfig(), 64)) if e.category == "reflected"]

@@ -14,6 +14,7 @@ from shapeworld.scene import (
     WorldConfig,
     relation_holds,
     scene_from_dict,
+    scene_reflected,
     scene_relation,
     scene_sample,
     scene_to_dict,
@@ -127,3 +128,32 @@ def test_a_group_of_several_objects_stays_together_on_the_grid():
             first = group.positions[0]
             reach = (1 if group.size == "small" else 2) / WorldConfig().grid + 2 * WorldConfig().grid_jitter + 0.06
             assert all(max(abs(x - first[0]), abs(y - first[1])) <= reach for x, y in group.positions)
+
+
+def test_a_reflection_turns_the_relations_it_should_and_keeps_everything_else():
+    rng = random.Random(4)
+    turned = {
+        "vertical": {"left of": "right of", "right of": "left of"},
+        "horizontal": {"above": "below", "below": "above"},
+        "diagonal": {"left of": "above", "above": "left of", "right of": "below", "below": "right of"},
+    }
+    for _ in range(100):
+        scene = scene_sample(rng)
+        canonical = Scene(groups=tuple(sorted(scene.groups, key=lambda g: g.centre[0])))
+        for line, becomes in turned.items():
+            reflected = scene_reflected(scene, line)
+            assert [g.centre[0] for g in reflected.groups] == sorted(g.centre[0] for g in reflected.groups)
+            assert _kinds(reflected) == _kinds(scene)
+            for a, b in itertools.combinations(scene.groups, 2):
+                relation = scene_relation(_same_kind(reflected, a), _same_kind(reflected, b))
+                assert relation == becomes.get(scene_relation(a, b), scene_relation(a, b))
+            assert scene_reflected(reflected, line) == canonical
+
+
+def _kinds(scene: Scene) -> list[tuple]:
+    return sorted((g.shape, g.colour, g.size, g.count, g.letter) for g in scene.groups)
+
+
+def _same_kind(scene: Scene, group: ObjectGroup) -> ObjectGroup:
+    (match,) = [g for g in scene.groups if (g.shape, g.colour, g.size) == (group.shape, group.colour, group.size)]
+    return match
