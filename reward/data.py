@@ -7,7 +7,8 @@ the same data trains any backbone.
 Sources:
 - shapeworld scenes: true captions (every phrasing) and their synthetic hard negatives in the eight
   TLDR categories, labelled exactly by the parser; optionally the true caption on the image of a
-  slightly different scene (image-side negatives), where only the image says which words are wrong;
+  slightly different scene (image-side negatives) or of the scene reflected (its relation words
+  wrong), where only the image says which words are wrong;
 - the captioner's own sampled captions labelled by the parser (on-policy data: a head trained on
   single swaps alone learns to flag one word per caption and misses a real captioner's errors);
 - free-text captions of a user's own images: lexicon perturbations (objects, colours, numbers,
