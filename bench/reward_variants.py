@@ -77,6 +77,22 @@ def vision_lora() -> AbstractContextManager:
     return patch.object(model, "lora_targets", partial(model.lora_targets, train_vision=True))
 
 
+def likelihood_init(model, weights: list[float]) -> None:
+    """Start the head's weights on the likelihood inputs elsewhere than (1, -1).
+
+    At (1, -1) the head reads log P(token) - best log P, which is 0 for every token of a greedy
+    caption, so it starts blind to how sure the captioner was; (1, -0.5) also reads half the best
+    log-probability: the less sure, the more suspect.
+    """
+    import torch
+
+    inputs = model.config.likelihood_inputs
+    if len(weights) != inputs:
+        raise SystemExit(f"--likelihood-init needs {inputs} numbers, one per likelihood input")
+    with torch.no_grad():
+        model.head.weight[0, -inputs:] = torch.tensor(weights)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", required=True, help="what the run is called in the results")
@@ -99,6 +115,11 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="training steps in bfloat16 autocast (CPU)")
     parser.add_argument("--vision-lora", action="store_true", help="LoRA in the vision tower too (TLDR freezes it)")
     parser.add_argument("--likelihood-inputs", type=int, default=2, help="3: the runner-up log-probability too")
+    parser.add_argument(
+        "--likelihood-init",
+        type=lambda text: [float(x) for x in text.split(",")],
+        help="the head's starting weights on the likelihood inputs, e.g. 1,-0.5 (RewardConfig's model: 1,-1)",
+    )
     parser.add_argument(
         "--eval-scenes", type=int, default=500, help="held-out scenes; at 200 the own-caption score of one model swings"
     )
@@ -126,6 +147,8 @@ def main() -> None:
     )
     with vision_lora() if args.vision_lora else nullcontext():
         model = TokenRewardModel.build(vlm, config, base_model=str(captioner_dir))
+    if args.likelihood_init:
+        likelihood_init(model, args.likelihood_init)
     captioner = vlm_load(str(captioner_dir))
     batches = shapeworld_batches(
         random.Random(args.seed),
