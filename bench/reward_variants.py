@@ -78,7 +78,7 @@ def vision_lora() -> AbstractContextManager:
 
 
 def likelihood_init(model, weights: list[float]) -> None:
-    """Start the head's weights on the likelihood inputs elsewhere than (1, -1).
+    """Start the head's weights on the likelihood inputs elsewhere than `TokenRewardModel`'s (1, -0.5).
 
     At (1, -1) the head reads log P(token) - best log P, which is 0 for every token of a greedy
     caption, so it starts blind to how sure the captioner was; (1, -0.5) also reads half the best
@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument(
         "--likelihood-init",
         type=lambda text: [float(x) for x in text.split(",")],
-        help="the head's starting weights on the likelihood inputs, e.g. 1,-0.5 (RewardConfig's model: 1,-1)",
+        help="the head's starting weights on the likelihood inputs, e.g. 1,-1 (TokenRewardModel starts at 1,-0.5)",
     )
     parser.add_argument(
         "--eval-scenes", type=int, default=500, help="held-out scenes; at 200 the own-caption score of one model swings"

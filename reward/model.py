@@ -182,8 +182,11 @@ class TokenRewardModel(nn.Module):
                 # on it in a short run, because half the true training captions are paraphrases the
                 # base model finds unlikely word by word (bench/reward_variants.py, 300 steps:
                 # perturbations mAP(neg) 0.72 from this start, 0.49 from zero, 0.46 without the input).
-                # The runner-up starts at 0.
-                self.head.weight[0, hidden:] = torch.tensor([1.0, -1.0, 0.0][:inputs])
+                # Plus half the best log P: on a greedy caption's tokens the two are equal and their
+                # difference says nothing, while how sure the base model was ranks its own errors
+                # (bench/reward_variants.py --likelihood-init, 3 minutes, seeds 0-2: own captions
+                # +0.013 to +0.044 against (1, -1), perturbations even or better). The runner-up starts at 0.
+                self.head.weight[0, hidden:] = torch.tensor([1.0, -0.5, 0.0][:inputs])
 
     @classmethod
     def build(cls, vlm: PreTrainedModel, config: RewardConfig, *, base_model: str) -> TokenRewardModel:

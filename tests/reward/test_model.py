@@ -193,7 +193,7 @@ def test_likelihood_features_are_the_lm_log_probabilities_of_the_tokens_read(
 def test_a_head_reading_likelihood_starts_as_the_likelihood_detector(
     tiny_vlm_dir: Path, scene_images: list[Image.Image]
 ) -> None:
-    """Before training, the logit of "good" is log P(token) - max log P plus terms that do not depend on it."""
+    """Before training, the logit of "good" is log P(token) - max log P / 2 plus terms that do not depend on them."""
     vlm, processor = vlm_load(str(tiny_vlm_dir))
     config = RewardConfig(reads_likelihood=True, reads_twice=False)
     model = TokenRewardModel.build(vlm, config, base_model=str(tiny_vlm_dir)).eval()
@@ -206,7 +206,7 @@ def test_a_head_reading_likelihood_starts_as_the_likelihood_detector(
         )
         from_hidden = hidden @ model.head.weight[0, :-2] + model.head.bias
     mask = encoding.response_mask
-    assert torch.allclose(logits[mask] - from_hidden[mask], features[mask, 0] - features[mask, 1], atol=1e-4)
+    assert torch.allclose(logits[mask] - from_hidden[mask], features[mask, 0] - features[mask, 1] / 2, atol=1e-4)
 
 
 def test_the_likelihood_the_head_reads_is_the_base_models_whatever_the_lora(
