@@ -164,7 +164,8 @@ def shapeworld_stream(
             examples.append(image_side_negative(scene, examples[0].caption, rng, world.image_size))
         if rng.random() < reflection_share:
             reflected = reflected_negative(scene, examples[0].caption, rng, world.image_size)
-            examples += [reflected] if reflected is not None else []
+            if reflected is not None:
+                examples.append(reflected)
         yield scene, image, examples
 
 

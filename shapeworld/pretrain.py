@@ -37,7 +37,7 @@ from transformers import LlavaForConditionalGeneration, LlavaProcessor, PreTrain
 
 from shapeworld.background import background_iterate, torch_threads, training_threads
 from shapeworld.grammar import caption_words, caption_write
-from shapeworld.parser import word_kind
+from shapeworld.parser import RELATION_WORDS, word_kind
 from shapeworld.perturb import caption_perturb_any
 from shapeworld.render import scene_render
 from shapeworld.scene import (
@@ -360,9 +360,6 @@ def pools_open(coder: PromptCoder, config: PretrainConfig) -> Iterator[Iterator[
 
 # ----------------------------------------------------------------------------- model and loss
 
-# The word of each relation that says its direction ("of" is shared by two and says nothing).
-RELATION_WORDS = [relation.split()[0] for relation in RELATIONS]
-
 
 class PatchProbe(nn.Module):
     """Linear heads on every patch token of the vision tower; discarded after training."""
@@ -424,7 +421,7 @@ def answer_token_weights(
         return None
     weights = torch.ones(len(tokenizer))
     weights[tokenizer.convert_tokens_to_ids(list(LETTERS))] = letter_weight
-    weights[tokenizer.convert_tokens_to_ids(RELATION_WORDS)] = relation_weight
+    weights[tokenizer.convert_tokens_to_ids(list(RELATION_WORDS))] = relation_weight
     return weights
 
 

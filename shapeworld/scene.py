@@ -135,7 +135,12 @@ def scene_reflected(scene: Scene, line: Literal["vertical", "horizontal", "diago
         return y, x
 
     groups = [dataclasses.replace(g, positions=tuple(map(reflect, g.positions))) for g in scene.groups]
-    return Scene(groups=tuple(sorted(groups, key=lambda g: g.centre[0])))
+    return Scene(groups=_in_canonical_order(groups))
+
+
+def _in_canonical_order(groups: list[ObjectGroup]) -> tuple[ObjectGroup, ...]:
+    """Left to right by mean x: the order `Scene` keeps its groups in and captions mention them."""
+    return tuple(sorted(groups, key=lambda g: g.centre[0]))
 
 
 def _offset(a: ObjectGroup, b: ObjectGroup) -> tuple[float, float]:
@@ -176,7 +181,7 @@ def _scene_try(rng: random.Random, n_groups: int, config: WorldConfig) -> Scene 
         wants_letter = can_bear and rng.random() < config.letter_probability
         letter = rng.choice(LETTERS) if wants_letter else None
         groups.append(ObjectGroup(shape, colour, size, count, letter, positions))
-    ordered = tuple(sorted(groups, key=lambda g: g.centre[0]))
+    ordered = _in_canonical_order(groups)
     if any(
         scene_relation(a, b) is None or b.centre[0] - a.centre[0] < MIN_ORDER_GAP
         for a, b in itertools.pairwise(ordered)
